@@ -1,0 +1,22 @@
+"""rainsynth: temporally coherent rain video synthesis (CVPR 2019 rain model, Eqns. 3-4).
+
+    params = rainsynth.sample_params("heavy", seed=0, shape=(7, 256, 448))
+    clip = rainsynth.render(clean, params)      # clip.rain, clip.layers["S"], ...
+
+This package never imports torch; the deraining network lives in ``derain``.
+"""
+
+__version__ = "0.1.0"
+
+from rainsynth.params import RainParams, load_preset, sample_params  # noqa: E402
+from rainsynth.render import RainClip, invert, render  # noqa: E402
+
+__all__ = [
+    "RainClip",
+    "RainParams",
+    "__version__",
+    "invert",
+    "load_preset",
+    "render",
+    "sample_params",
+]
