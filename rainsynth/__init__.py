@@ -8,8 +8,8 @@ This package never imports torch; the deraining network lives in ``derain``.
 
 __version__ = "0.1.0"
 
+from rainsynth.composite import RainClip, invert, render  # noqa: E402
 from rainsynth.params import RainParams, load_preset, sample_params  # noqa: E402
-from rainsynth.render import RainClip, invert, render  # noqa: E402
 
 __all__ = [
     "RainClip",

@@ -10,7 +10,9 @@ import numba
 
 def _cache_writable() -> bool:
     """True when numba can write its cache next to this package (or to NUMBA_CACHE_DIR)."""
-    folder = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(os.path.dirname(__file__), "__pycache__")
+    folder = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
+        os.path.dirname(__file__), "__pycache__"
+    )
     try:
         os.makedirs(folder, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):

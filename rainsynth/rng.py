@@ -22,5 +22,7 @@ def layer_key(name: str) -> int:
 def stream(seed: int, clip: int, frame: int, layer: str) -> np.random.Generator:
     """The random stream of one (seed, clip, frame, layer); ``frame=CLIP_LEVEL`` for clip-wide draws."""
     if seed < 0 or clip < 0:
-        raise ValueError(f"seed and clip must be non-negative integers, got seed={seed}, clip={clip}")
+        raise ValueError(
+            f"seed and clip must be non-negative integers, got seed={seed}, clip={clip}"
+        )
     return np.random.default_rng([seed, clip, frame, layer_key(layer)])

@@ -1,0 +1,206 @@
+"""Rain accumulation (Eq. 3's beta_t and A_t): distant streaks veil the scene like fog.
+
+    beta = exp(-k * d)        transmission, from a relative depth d in [0, 1] (1 = far)
+    A                         atmospheric light: bright, near-grey, one colour per frame
+
+Depth comes from a pluggable provider: a callable ``provider(clean, params) -> (T, H, W)`` float32
+depth in [0, 1]. ``HorizonDepth`` (the default) needs no model: a ground-plane prior (far at and
+above the horizon, nearer towards the bottom of the frame) refined edge-aware by the clean frame
+with a guided filter, so depth edges follow the image's edges. It is a function of each frame
+alone, so beta is identical across frames when the camera and scene are static.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from numba import prange
+
+from rainsynth._jit import jit
+from rainsynth.errors import ParamError
+from rainsynth.params import RainParams
+from rainsynth.rng import CLIP_LEVEL, stream
+
+DepthProvider = Callable[[np.ndarray, RainParams], np.ndarray]
+"""provider(clean (T,H,W,3) uint8 or float32, params) -> depth (T,H,W) float32 in [0, 1]."""
+
+LUMA = (0.299, 0.587, 0.114)
+"""BT.601 luma weights of R, G, B."""
+
+LOW_RES_HEIGHT = 64
+"""Height (px) at which the horizon prior is refined; the result is upsampled (fast guided filter)."""
+
+
+@dataclass(frozen=True)
+class HorizonDepth:
+    """Default depth: a ground-plane prior refined by a guided filter on the clean frame.
+
+    Below the horizon row h, depth falls as on a ground plane seen from above it:
+    d(y) = 1 / (1 + ground * (y - h) / (H - h)); at and above the horizon d = 1 (far).
+    The prior is then guided-filtered (He et al., radius ~ H/8, eps) with the frame's luminance as
+    guide, at low resolution, and the linear coefficients upsampled (He & Sun's fast guided filter).
+    """
+
+    ground: float = 4.0
+    eps: float = 2e-3
+
+    def __call__(self, clean: np.ndarray, params: RainParams) -> np.ndarray:
+        num_frames, height, width = clean.shape[:3]
+        factor = max(1, height // LOW_RES_HEIGHT)
+        low_h, low_w = max(1, height // factor), max(1, width // factor)
+        prior = np.broadcast_to(self._prior(low_h, params.accumulation.horizon), (low_h, low_w))
+        radius = max(1, low_h // 8)
+        coefficients = np.empty((2, num_frames, low_h, low_w), dtype=np.float32)
+        for t in range(num_frames):
+            # the guide is box-filtered below, so point-sampling it at low resolution suffices
+            guide = _luminance(
+                clean[t, factor // 2 :: factor, factor // 2 :: factor][:low_h, :low_w]
+            )
+            coefficients[:, t] = _guided_coefficients(guide, prior, radius, self.eps)
+        out = np.empty((num_frames, height, width), dtype=np.float32)
+        scale = np.float32(1 / 255) if clean.dtype == np.uint8 else np.float32(1)
+        _apply_guided(out, clean, scale, coefficients[0], coefficients[1])
+        return out
+
+    def _prior(self, height: int, horizon: float) -> np.ndarray:
+        """Ground-plane depth per row, (height, 1) float32 in (0, 1]."""
+        y = (np.arange(height, dtype=np.float32) + 0.5) / height
+        below = np.clip((y - horizon) / max(1.0 - horizon, 1e-6), 0.0, 1.0)
+        return (1.0 / (1.0 + self.ground * below))[:, None].astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ConstantDepth:
+    """The same depth everywhere: uniform fog, beta = exp(-k * value)."""
+
+    value: float = 1.0
+
+    def __call__(self, clean: np.ndarray, params: RainParams) -> np.ndarray:
+        if not 0.0 <= self.value <= 1.0:
+            raise ParamError(f"ConstantDepth value {self.value!r} must be in [0, 1]")
+        return np.full(clean.shape[:3], self.value, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class DepthMaps:
+    """User-supplied depth: (H, W) for the whole clip or (T, H, W) per frame, in [0, 1] (1 = far)."""
+
+    maps: np.ndarray
+
+    def __call__(self, clean: np.ndarray, params: RainParams) -> np.ndarray:
+        maps = np.asarray(self.maps, dtype=np.float32)
+        if maps.shape not in (clean.shape[1:3], clean.shape[:3]):
+            raise ParamError(
+                f"depth maps have shape {maps.shape}; expected (H, W) = {clean.shape[1:3]} "
+                f"or (T, H, W) = {clean.shape[:3]}"
+            )
+        if not np.isfinite(maps).all() or maps.min() < 0.0 or maps.max() > 1.0:
+            raise ParamError("depth maps must be finite and in [0, 1] (0 = near, 1 = far)")
+        return np.ascontiguousarray(np.broadcast_to(maps, clean.shape[:3]))
+
+
+def as_depth_provider(depth: DepthProvider | float | np.ndarray | None) -> DepthProvider:
+    """None -> HorizonDepth(); a number -> ConstantDepth; an array -> DepthMaps; a callable as is."""
+    if depth is None:
+        return HorizonDepth()
+    if callable(depth):
+        return depth
+    if isinstance(depth, int | float):
+        return ConstantDepth(float(depth))
+    return DepthMaps(np.asarray(depth))
+
+
+def transmission(depth: np.ndarray, k: float) -> np.ndarray:
+    """beta = exp(-k * d) (Sec. 3, accumulation), (T, H, W) depth -> (T, H, W, 1) float32 in (0, 1]."""
+    beta = np.multiply(depth, np.float32(-k), dtype=np.float32)
+    np.exp(beta, out=beta)
+    return beta[..., None]
+
+
+def atmospheric_light(params: RainParams) -> np.ndarray:
+    """A_t: bright, near-grey, slowly varying light, (T, 1, 1, 3) float32 in [0, 1].
+
+    A_t = light * (1 + light_drift * sin(2 pi t / 48 + phase)) + tint_c, with one tint per channel
+    in [-tint, tint] and one phase per clip.
+    """
+    p = params.accumulation
+    rng = stream(params.seed, params.clip, CLIP_LEVEL, "A")
+    tint = rng.uniform(-p.tint, p.tint, 3)
+    phase = rng.uniform(0.0, 2.0 * np.pi)
+    t = np.arange(params.shape[0], dtype=np.float64)
+    level = p.light * (1.0 + p.light_drift * np.sin(2.0 * np.pi * t / 48.0 + phase))
+    light = np.clip(level[:, None] + tint[None, :], 0.0, 1.0)
+    return light.astype(np.float32).reshape(-1, 1, 1, 3)
+
+
+def _luminance(frame: np.ndarray) -> np.ndarray:
+    """BT.601 luma of one RGB frame (H, W, 3) uint8 or float -> (H, W) float32 in [0, 1]."""
+    scale = 1 / 255 if frame.dtype == np.uint8 else 1.0
+    weights = np.array(LUMA, dtype=np.float32) * np.float32(scale)
+    return frame.astype(np.float32) @ weights
+
+
+@jit(parallel=True)
+def _apply_guided(out, clean, scale, a, b):  # pragma: no cover
+    """out[t] = clip(a_up * Y + b_up, 0, 1): the fast guided filter's full-resolution step.
+
+    Y is the BT.601 luma of clean[t] (T, H, W, 3); a, b (T, h, w) are bilinearly upsampled with
+    pixel centres aligned (low-res x = (x + 1/2) w / W - 1/2, clamped at the borders).
+    """
+    num_frames, height, width = out.shape
+    low_h, low_w = a.shape[1], a.shape[2]
+    x0, x1, wx = _bilinear_taps(width, low_w)
+    y0, y1, wy = _bilinear_taps(height, low_h)
+    r, g, bl = np.float32(LUMA[0] * scale), np.float32(LUMA[1] * scale), np.float32(LUMA[2] * scale)
+    for row in prange(num_frames * height):
+        t = row // height
+        y = row - t * height
+        w = wy[y]
+        a_row = a[t, y0[y]] + w * (a[t, y1[y]] - a[t, y0[y]])
+        b_row = b[t, y0[y]] + w * (b[t, y1[y]] - b[t, y0[y]])
+        pixels = clean[t, y].reshape(-1)
+        depth = out[t, y]
+        for x in range(width):  # gather pass: upsampled coefficients (a into out, b kept)
+            depth[x] = a_row[x0[x]] + wx[x] * (a_row[x1[x]] - a_row[x0[x]])
+        offset = np.empty(width, np.float32)
+        for x in range(width):
+            offset[x] = b_row[x0[x]] + wx[x] * (b_row[x1[x]] - b_row[x0[x]])
+        for x in range(width):  # streaming pass: vectorises
+            luma = r * pixels[3 * x] + g * pixels[3 * x + 1] + bl * pixels[3 * x + 2]
+            depth[x] = min(max(depth[x] * luma + offset[x], np.float32(0)), np.float32(1))
+
+
+@jit()
+def _bilinear_taps(size, low):  # pragma: no cover
+    """Bilinear taps from `low` samples to `size` pixels, centres aligned: (i0, i1, weight of i1)."""
+    i0 = np.empty(size, np.int64)
+    i1 = np.empty(size, np.int64)
+    weight = np.empty(size, np.float32)
+    for i in range(size):
+        s = min(max((i + 0.5) * low / size - 0.5, 0.0), low - 1.0)
+        i0[i] = min(int(s), low - 1)
+        i1[i] = min(i0[i] + 1, low - 1)
+        weight[i] = s - i0[i]
+    return i0, i1, weight
+
+
+def _guided_coefficients(
+    guide: np.ndarray, target: np.ndarray, radius: int, eps: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Guided filter (He et al.): box-averaged a, b with target ~ a * guide + b locally. (h, w) each."""
+    size = (2 * radius + 1, 2 * radius + 1)
+
+    def box(x: np.ndarray) -> np.ndarray:
+        return cv2.blur(
+            np.ascontiguousarray(x, dtype=np.float32), size, borderType=cv2.BORDER_REFLECT
+        )
+
+    mean_i, mean_p = box(guide), box(target)
+    cov_ip = box(guide * target) - mean_i * mean_p
+    var_i = box(guide * guide) - mean_i * mean_i
+    a = cov_ip / (var_i + np.float32(eps))
+    b = mean_p - a * mean_i
+    return box(a), box(b)

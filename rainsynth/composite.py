@@ -1,0 +1,162 @@
+"""Rendering: the four factors composed over a clean clip (Eqns. 3 and 4), and their inverse (Eq. 6).
+
+O_t  = beta_t * B_t + (1 - beta_t) * A_t + U_t + S_t          (3)
+O~_t = (1 - alpha_t) * O_t + alpha_t * M_t                     (4)
+B^_t = (O~_t - U_t - S_t - (1 - beta_t) * A_t) / max(beta_t, 0.1) + R_t   (6)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import prange
+
+from rainsynth._jit import jit
+from rainsynth.accumulation import DepthProvider, as_depth_provider, atmospheric_light, transmission
+from rainsynth.accumulation_flow import render_accumulation_flow
+from rainsynth.errors import ParamError
+from rainsynth.occlusion import occlusion_intensity, render_occlusion
+from rainsynth.params import RainParams
+from rainsynth.streaks import render_streaks
+
+LAYERS = ("S", "U", "beta", "A", "alpha", "M")
+"""Names of the rain layers: streaks, accumulation flow, transmission, light, matte, intensity."""
+
+
+@dataclass(frozen=True, eq=False)
+class RainClip:
+    """A rendered clip.
+
+    Attributes:
+        rain: O~ of Eq. 4, (T, H, W, 3) float32 in [0, 1].
+        layers: float32 arrays broadcastable to (T, H, W, 3): "S", "U", "beta", "alpha"
+            (T, H, W, 1) and "A", "M" (T, 1, 1, 3).
+        params: the parameters it was rendered with.
+    """
+
+    rain: np.ndarray
+    layers: dict[str, np.ndarray]
+    params: RainParams
+
+
+def render(
+    clean: np.ndarray,
+    params: RainParams,
+    *,
+    depth: DepthProvider | float | np.ndarray | None = None,
+) -> RainClip:
+    """Render rain over a clean clip.
+
+    Args:
+        clean: B, (T, H, W, 3) RGB, uint8 or float in [0, 1]; (T, H, W) must equal params.shape.
+        params: from ``sample_params`` (or ``RainParams.from_dict``).
+        depth: relative depth (1 = far) for the transmission: None for the default
+            ``HorizonDepth`` prior, a number for constant depth, a (H, W) or (T, H, W) array of
+            depth maps in [0, 1], or a callable ``(clean, params) -> (T, H, W)``.
+
+    Returns:
+        A ``RainClip``. The same clean input and params give bit-identical output, whatever the
+        number of threads.
+    """
+    clean = _checked_clean(clean, params)
+    a = params.accumulation
+    beta = (
+        np.ones(clean.shape[:3] + (1,), np.float32)
+        if a.k == 0.0
+        else transmission(as_depth_provider(depth)(clean, params), a.k)
+    )
+    layers = {
+        "S": render_streaks(params),
+        "U": render_accumulation_flow(params),
+        "beta": beta,
+        "A": atmospheric_light(params),
+        "alpha": render_occlusion(params),
+        "M": occlusion_intensity(params),
+    }
+    return RainClip(rain=compose(clean, layers), layers=layers, params=params)
+
+
+def compose(clean: np.ndarray, layers: dict[str, np.ndarray]) -> np.ndarray:
+    """Eqns. (3) and (4), clipped to [0, 1]: (T, H, W, 3) clean (uint8 or float32) -> float32 rain."""
+    out = np.empty(clean.shape, dtype=np.float32)
+    scale = np.float32(1.0 / 255.0) if clean.dtype == np.uint8 else np.float32(1.0)
+    _compose(
+        out,
+        clean,
+        scale,
+        layers["S"][..., 0],
+        layers["U"][..., 0],
+        layers["beta"][..., 0],
+        layers["A"][:, 0, 0, :],
+        layers["alpha"][..., 0],
+        layers["M"][:, 0, 0, :],
+    )
+    return out
+
+
+@jit(parallel=True)
+def _compose(out, clean, scale, streaks, veil, beta, light, alpha, intensity):  # pragma: no cover
+    """Per pixel and channel: O = beta B + (1 - beta) A + U + S (3); O~ = (1 - alpha) O + alpha M (4).
+
+    One image row per iteration, channels unrolled, so the loop over x vectorises.
+    """
+    num_frames, height, width, _ = out.shape
+    for row in prange(num_frames * height):
+        t = row // height
+        y = row - t * height
+        rain, b_row = out[t, y].reshape(-1), clean[t, y].reshape(-1)
+        beta_row, add_row, alpha_row = beta[t, y], veil[t, y] + streaks[t, y], alpha[t, y]
+        a0, a1, a2 = light[t, 0], light[t, 1], light[t, 2]
+        m0, m1, m2 = intensity[t, 0], intensity[t, 1], intensity[t, 2]
+        for x in range(width):
+            b, add, m = beta_row[x], add_row[x], alpha_row[x]
+            keep = 1.0 - m
+            o = b * (b_row[3 * x] * scale) + (1.0 - b) * a0 + add
+            rain[3 * x] = min(max(keep * o + m * m0, 0.0), 1.0)
+            o = b * (b_row[3 * x + 1] * scale) + (1.0 - b) * a1 + add
+            rain[3 * x + 1] = min(max(keep * o + m * m1, 0.0), 1.0)
+            o = b * (b_row[3 * x + 2] * scale) + (1.0 - b) * a2 + add
+            rain[3 * x + 2] = min(max(keep * o + m * m2, 0.0), 1.0)
+
+
+def invert(
+    rain: np.ndarray, layers: dict[str, np.ndarray], residual: np.ndarray | float = 0.0
+) -> np.ndarray:
+    """Eq. (6), the inverse recovery: B^ = (O~ - U - S - (1 - beta) A) / max(beta, 0.1) + R.
+
+    Occlusion is not inverted (where alpha > 0 the background is lost; R accounts for it).
+
+    Args:
+        rain: O~, (T, H, W, 3) float.
+        layers: as ``RainClip.layers`` (only "S", "U", "beta", "A" are used).
+        residual: R, broadcastable to (T, H, W, 3).
+
+    Returns:
+        B^, (T, H, W, 3) float32, not clipped.
+    """
+    s, u, beta, a = (layers[k] for k in ("S", "U", "beta", "A"))
+    clean = (rain - u - s - (1.0 - beta) * a) / np.maximum(beta, 0.1) + residual
+    return clean.astype(np.float32)
+
+
+def _checked_clean(clean: np.ndarray, params: RainParams) -> np.ndarray:
+    """The clean clip as C-contiguous uint8 or float32, after checking shape, dtype and range."""
+    clean = np.asarray(clean)
+    if clean.ndim != 4 or clean.shape[-1] != 3:
+        raise ParamError(f"clean clip must have shape (T, H, W, 3), got {clean.shape}")
+    if clean.shape[:3] != params.shape:
+        raise ParamError(
+            f"clean clip is {clean.shape[:3]} (T, H, W) but params were sampled for {params.shape}; "
+            "call sample_params(..., shape=clean.shape[:3])"
+        )
+    if clean.dtype == np.uint8:
+        return np.ascontiguousarray(clean)
+    if clean.dtype.kind != "f":
+        raise ParamError(f"clean clip must be uint8 or float in [0, 1], got dtype {clean.dtype}")
+    clean = np.ascontiguousarray(clean, dtype=np.float32)
+    if not np.isfinite(clean).all() or clean.min() < 0.0 or clean.max() > 1.0:
+        raise ParamError(
+            f"float clean clip must be finite and in [0, 1], got range [{clean.min()}, {clean.max()}]"
+        )
+    return clean

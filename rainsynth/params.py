@@ -1,0 +1,278 @@
+"""Rain parameters: presets (TOML data with documented ranges) and per-clip sampling.
+
+A preset gives, for every parameter, a sampling range ``[lo, hi]`` (or a fixed value) that must lie
+inside the parameter's *allowed* range, declared here next to the field it bounds. ``sample_params``
+draws one value per parameter for one clip, keyed by (seed, clip), and returns a frozen
+``RainParams`` that round-trips through JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from rainsynth.errors import ParamError
+from rainsynth.rng import CLIP_LEVEL, stream
+
+PRESETS = ("light", "heavy", "streaks")
+
+
+def _bounded(lo: float, hi: float, doc: str, *, integer: bool = False) -> Any:
+    """A dataclass field whose allowed range is [lo, hi]."""
+    return field(metadata={"range": (lo, hi), "doc": doc, "integer": integer})
+
+
+class _Section:
+    """Base of the per-factor parameter groups: checks every value against its allowed range."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check_value(getattr(self, f.name), f, type(self).__name__)
+
+
+@dataclass(frozen=True)
+class StreakParams(_Section):
+    """Rain streaks S: fast, in-focus drops, motion-blurred into thin tapered lines."""
+
+    angle: float = _bounded(
+        -60.0, 60.0, "fall direction at frame 0, degrees from vertical (+ = right)"
+    )
+    drift: float = _bounded(-2.0, 2.0, "change of the fall direction per frame (wind), degrees")
+    jitter: float = _bounded(0.0, 15.0, "per-streak standard deviation of the direction, degrees")
+    layers: int = _bounded(
+        1, 5, "number of depth layers (near: long, wide, bright, sparse)", integer=True
+    )
+    density: float = _bounded(
+        0.0, 40.0, "streaks per 10^4 px in the nearest layer (deeper: denser)"
+    )
+    length: float = _bounded(
+        2.0, 200.0, "mean length of a nearest-layer streak, px per 256 px of height"
+    )
+    width: float = _bounded(0.3, 6.0, "mean width of a nearest-layer streak, px")
+    intensity: float = _bounded(0.0, 1.0, "peak brightness added by a nearest-layer streak")
+
+
+@dataclass(frozen=True)
+class AccumulationParams(_Section):
+    """Rain accumulation: transmission beta = exp(-k d) of depth d, atmospheric light A."""
+
+    k: float = _bounded(0.0, 4.0, "extinction coefficient k of beta = exp(-k d), depth d in [0, 1]")
+    horizon: float = _bounded(0.0, 1.0, "horizon row / height, for the default depth prior")
+    light: float = _bounded(0.0, 1.0, "brightness of the atmospheric light A")
+    tint: float = _bounded(0.0, 0.2, "largest deviation of A's channels from grey")
+    light_drift: float = _bounded(0.0, 0.05, "amplitude of A's slow change over the clip")
+
+
+@dataclass(frozen=True)
+class FlowParams(_Section):
+    """Rain accumulation flow U: an advected, slowly evolving semi-transparent veil."""
+
+    opacity: float = _bounded(0.0, 1.0, "peak value of the veil U")
+    coverage: float = _bounded(0.0, 1.0, "fraction of the frame the veil covers")
+    scale: float = _bounded(0.02, 2.0, "size of the largest veil features / frame height")
+    speed: float = _bounded(0.0, 20.0, "veil velocity along the fall direction, px per frame")
+    evolution: float = _bounded(0.0, 0.5, "rate at which the veil changes shape, radians per frame")
+
+
+@dataclass(frozen=True)
+class OcclusionParams(_Section):
+    """Occlusion: opaque drops hiding the background (matte alpha, intensity M)."""
+
+    density: float = _bounded(0.0, 10.0, "opaque drops per 10^5 px per frame")
+    size: float = _bounded(0.5, 20.0, "mean drop radius, px per 256 px of height")
+    elongation: float = _bounded(1.0, 8.0, "drop length / width along the fall direction")
+    intensity: float = _bounded(0.0, 1.0, "drop intensity M (the same everywhere inside a drop)")
+    softness: float = _bounded(0.5, 4.0, "width of the anti-aliased drop edge, px")
+
+
+SECTIONS: dict[str, type] = {
+    "streaks": StreakParams,
+    "accumulation": AccumulationParams,
+    "flow": FlowParams,
+    "occlusion": OcclusionParams,
+}
+
+
+@dataclass(frozen=True)
+class RainParams:
+    """Every parameter of one rendered clip: the output of ``sample_params``.
+
+    ``shape`` is (T, H, W) of the clip it was sampled for; ``seed`` and ``clip`` key the per-frame
+    random draws (positions of streaks and drops) made while rendering.
+    """
+
+    preset: str
+    seed: int
+    clip: int
+    shape: tuple[int, int, int]
+    streaks: StreakParams
+    accumulation: AccumulationParams
+    flow: FlowParams
+    occlusion: OcclusionParams
+
+    def __post_init__(self) -> None:
+        shape = tuple(int(s) for s in self.shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise ParamError(f"shape must be (T, H, W) with every entry >= 1, got {self.shape!r}")
+        object.__setattr__(self, "shape", shape)
+        for name, value in (("seed", self.seed), ("clip", self.clip)):
+            if not isinstance(value, int) or value < 0:
+                raise ParamError(f"{name} must be a non-negative integer, got {value!r}")
+        for name, kind in SECTIONS.items():
+            if not isinstance(getattr(self, name), kind):
+                raise ParamError(f"RainParams.{name} must be a {kind.__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict; ``RainParams.from_dict`` inverts it exactly."""
+        d = dataclasses.asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RainParams:
+        """Inverse of ``to_dict``; unknown keys or out-of-range values raise ``ParamError``."""
+        expected = {f.name for f in dataclasses.fields(cls)}
+        if set(d) != expected:
+            raise ParamError(
+                f"RainParams dict has keys {sorted(d)}, expected exactly {sorted(expected)}"
+            )
+        sections = {}
+        for name, kind in SECTIONS.items():
+            values = dict(d[name])
+            _check_keys(values, kind, where=f"RainParams.{name}")
+            sections[name] = kind(**values)
+        return cls(
+            preset=str(d["preset"]),
+            seed=d["seed"],
+            clip=d["clip"],
+            shape=tuple(d["shape"]),
+            **sections,
+        )
+
+
+def _check_keys(values: dict[str, Any], kind: type, *, where: str) -> None:
+    allowed = [f.name for f in dataclasses.fields(kind)]
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ParamError(f"{where}: unknown key(s) {unknown}; allowed keys are {allowed}")
+    missing = sorted(set(allowed) - set(values))
+    if missing:
+        raise ParamError(f"{where}: missing key(s) {missing}")
+
+
+def _check_value(value: Any, f: dataclasses.Field, where: str) -> None:
+    lo, hi = f.metadata["range"]
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and f.metadata["integer"]:
+        ok = float(value).is_integer()
+    kind = "an integer" if f.metadata["integer"] else "a number"
+    if not ok or not lo <= value <= hi:
+        raise ParamError(
+            f"{where}.{f.name} = {value!r} is not allowed: it must be {kind} in [{lo}, {hi}] "
+            f"({f.metadata['doc']})"
+        )
+
+
+def parameter_table() -> list[tuple[str, str, float, float, str]]:
+    """(section, key, allowed lo, allowed hi, meaning) for every parameter, for docs and --help."""
+    return [
+        (name, f.name, *f.metadata["range"], f.metadata["doc"])
+        for name, kind in SECTIONS.items()
+        for f in dataclasses.fields(kind)
+    ]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A preset: for every parameter, a sampling range (lo, hi) inside its allowed range."""
+
+    name: str
+    description: str
+    ranges: dict[str, dict[str, tuple[float, float]]]
+
+
+def load_preset(preset: str | Path) -> Preset:
+    """Load a built-in preset by name ("light", "heavy", "streaks") or a user's TOML file by path.
+
+    Raises ``ParamError`` naming the file, the key and the allowed range for anything malformed.
+    """
+    if isinstance(preset, str) and preset in PRESETS:
+        text = resources.files("rainsynth").joinpath(f"presets/{preset}.toml").read_text("utf-8")
+        name, source = preset, f"preset '{preset}'"
+    else:
+        path = Path(preset)
+        if not path.is_file():
+            raise ParamError(
+                f"unknown preset {str(preset)!r}: expected one of {list(PRESETS)} "
+                "or the path of a TOML preset file"
+            )
+        text, name, source = path.read_text("utf-8"), path.stem, str(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ParamError(f"{source}: not valid TOML: {exc}") from None
+    description = data.pop("description", "")
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ParamError(f"{source}: unknown section(s) {unknown}; allowed: {list(SECTIONS)}")
+    ranges = {}
+    for section, kind in SECTIONS.items():
+        values = data.get(section, {})
+        _check_keys(values, kind, where=f"{source} [{section}]")
+        ranges[section] = {
+            f.name: _range_of(values[f.name], f, f"{source} [{section}]")
+            for f in dataclasses.fields(kind)
+        }
+    return Preset(name=name, description=description, ranges=ranges)
+
+
+def _range_of(entry: Any, f: dataclasses.Field, where: str) -> tuple[float, float]:
+    """A preset entry (a number or [lo, hi]) as a checked (lo, hi)."""
+    if isinstance(entry, list):
+        if len(entry) != 2:
+            raise ParamError(f"{where}.{f.name} = {entry!r}: expected a number or a [lo, hi] pair")
+        lo, hi = entry
+    else:
+        lo = hi = entry
+    _check_value(lo, f, where)
+    _check_value(hi, f, where)
+    if lo > hi:
+        raise ParamError(f"{where}.{f.name} = {entry!r}: lo must not exceed hi")
+    return (lo, hi)
+
+
+def sample_params(
+    preset: str | Path | Preset, *, seed: int, shape: tuple[int, int, int], clip: int = 0
+) -> RainParams:
+    """Draw one clip's parameters from a preset, uniformly inside each range.
+
+    The draw is keyed by (seed, clip) only, so clip 17 gets the same parameters whichever order
+    clips are sampled in.
+
+    Args:
+        preset: "light", "heavy", "streaks", a TOML file path, or a loaded ``Preset``.
+        seed: the dataset or experiment seed (non-negative).
+        shape: (T, H, W) of the clip to render.
+        clip: index of the clip within the seed (non-negative).
+    """
+    loaded = preset if isinstance(preset, Preset) else load_preset(preset)
+    if not isinstance(seed, int) or not isinstance(clip, int) or seed < 0 or clip < 0:
+        raise ParamError(f"seed and clip must be non-negative integers, got {seed!r}, {clip!r}")
+    sections = {}
+    for name, kind in SECTIONS.items():
+        rng = stream(seed, clip, CLIP_LEVEL, f"params/{name}")
+        values = {}
+        for f in dataclasses.fields(kind):
+            lo, hi = loaded.ranges[name][f.name]
+            if f.metadata["integer"]:
+                values[f.name] = int(rng.integers(int(lo), int(hi), endpoint=True))
+            else:
+                values[f.name] = float(lo + (hi - lo) * rng.random())
+        sections[name] = kind(**values)
+    return RainParams(preset=loaded.name, seed=seed, clip=clip, shape=tuple(shape), **sections)

@@ -1,0 +1,120 @@
+"""Rain streaks S (the S_t term of Eq. 3): fast, in-focus drops, motion-blurred into thin lines.
+
+Each frame draws fresh streak positions (i.i.d. across frames, as the paper assumes). The fall
+direction is one angle per clip from vertical that drifts slowly over frames (wind), with a
+per-streak jitter. Streaks come in depth layers: layer l has scale z_l = 0.55**l, so near streaks
+(l = 0) are long, wide, bright and sparse, far ones short, dim and dense. Every streak is rendered
+anti-aliased: a smooth cross-section and ends that taper to zero (the motion blur of a round drop).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from rainsynth._jit import jit
+from rainsynth.params import RainParams, StreakParams
+from rainsynth.rng import stream
+
+LAYER_SCALE = 0.55
+"""Depth-layer scale ratio: layer l is z_l = LAYER_SCALE**l the size of the nearest layer."""
+
+
+def fall_angles(streaks: StreakParams, num_frames: int) -> np.ndarray:
+    """The clip's fall direction per frame, degrees from vertical: angle + drift * t. Shape (T,)."""
+    return streaks.angle + streaks.drift * np.arange(num_frames, dtype=np.float64)
+
+
+def render_streaks(params: RainParams) -> np.ndarray:
+    """The streak layer S of every frame, (T, H, W, 1) float32 in [0, 1]."""
+    num_frames, height, width = params.shape
+    out = np.zeros((num_frames, height, width, 1), dtype=np.float32)
+    if params.streaks.density == 0.0 or params.streaks.intensity == 0.0:
+        return out
+    per_frame = [_draw_frame(params, t) for t in range(num_frames)]
+    offsets = np.zeros(num_frames + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(p[0]) for p in per_frame])
+    columns = [np.concatenate([p[i] for p in per_frame]) for i in range(7)]
+    _splat_streaks(out[..., 0], offsets, *columns)
+    return out
+
+
+def _draw_frame(params: RainParams, t: int) -> tuple[np.ndarray, ...]:
+    """Streak geometry of frame t, drawn from the (seed, clip, t, "streaks") stream.
+
+    Returns float64 arrays (cx, cy, dx, dy, half_length, radius, peak), one entry per streak:
+    centre (px), unit direction, half length (px), cross-section radius (px), peak brightness.
+    """
+    p = params.streaks
+    _, height, width = params.shape
+    rng = stream(params.seed, params.clip, t, "streaks")
+    z = LAYER_SCALE ** np.arange(p.layers)
+    half_length = 0.5 * p.length * (height / 256.0) * z
+    stroke = np.maximum(p.width * z, 0.35)
+    margin = half_length + stroke
+    area = (height + 2 * margin) * (width + 2 * margin)
+    counts = rng.poisson(p.density / z * area / 1e4)
+    per_streak = np.repeat(np.arange(p.layers), counts)
+    z, half_length, stroke, margin = (v[per_streak] for v in (z, half_length, stroke, margin))
+    n = len(per_streak)
+    u = rng.random((6, n))
+    angle = np.deg2rad(fall_angles(p, t + 1)[t] + p.jitter * rng.standard_normal(n))
+    widths = stroke * (0.8 + 0.4 * u[4])
+    peak = p.intensity * (0.4 + 0.6 * z) * np.minimum(widths, 1.0) * (0.6 + 0.4 * u[5])
+    return (
+        -margin + (width + 2 * margin) * u[0],
+        -margin + (height + 2 * margin) * u[1],
+        np.sin(angle),
+        np.cos(angle),
+        half_length * (0.7 + 0.6 * u[2]),
+        0.5 * widths + 1.0,
+        peak,
+    )
+
+
+@jit(parallel=True)
+def _splat_streaks(out, offsets, cx, cy, dx, dy, half_length, radius, peak):  # pragma: no cover
+    """Add every streak of frame t into out[t] (T, H, W), one frame per thread, then clip to 1.
+
+    A streak at centre c with unit direction d contributes, at pixel p with
+    u = (p - c).d (along) and v = (p - c) x d (across):
+        peak * taper(|u| / half_length) * (1 - (v / radius)^2)^2
+    where taper is 1 in the middle and falls smoothly (smoothstep) to 0 over the last 35% of the
+    half length: the motion blur of a round drop, with no hard ends.
+    """
+    num_frames, height, width = out.shape
+    one, zero, ramp = np.float32(1.0), np.float32(0.0), np.float32(1.0 / 0.35)
+    for t in prange(num_frames):
+        frame = out[t]
+        for i in range(offsets[t], offsets[t + 1]):
+            ext_x = abs(dx[i]) * half_length[i] + radius[i]
+            ext_y = abs(dy[i]) * half_length[i] + radius[i]
+            x0 = max(int(math.floor(cx[i] - ext_x)), 0)
+            x1 = min(int(math.ceil(cx[i] + ext_x)), width - 1)
+            y0 = max(int(math.floor(cy[i] - ext_y)), 0)
+            y1 = min(int(math.ceil(cy[i] + ext_y)), height - 1)
+            ux, uy = np.float32(dx[i]), np.float32(dy[i])
+            inv_r2 = np.float32(1.0 / (radius[i] * radius[i]))
+            inv_h = np.float32(1.0 / half_length[i])
+            peak_i = np.float32(peak[i])
+            for y in range(y0, y1 + 1):
+                ry = np.float32(y - cy[i])
+                xa, xb = x0, x1
+                if abs(dy[i]) > 0.05:  # only the pixels of this row within the streak's band
+                    centre, reach = cx[i] + ry * dx[i] / dy[i], radius[i] / abs(dy[i])
+                    xa = max(xa, int(math.floor(centre - reach)))
+                    xb = min(xb, int(math.ceil(centre + reach)))
+                row = frame[y]
+                for x in range(xa, xb + 1):  # branch-free, float32: vectorises
+                    rx = np.float32(x - cx[i])
+                    v = rx * uy - ry * ux
+                    cross = max(one - v * v * inv_r2, zero)
+                    e = min(max(one - abs(rx * ux + ry * uy) * inv_h, zero) * ramp, one)
+                    row[x] += (
+                        peak_i * (e * e * (np.float32(3.0) - np.float32(2.0) * e)) * (cross * cross)
+                    )
+        for y in range(height):
+            for x in range(width):
+                frame[y, x] = min(frame[y, x], one)

@@ -1,0 +1,148 @@
+"""Presets, parameter sampling, validation and the JSON round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import rainsynth
+from rainsynth.errors import ParamError
+from rainsynth.params import PRESETS, SECTIONS, load_preset, parameter_table
+
+SHAPE = (3, 24, 40)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_sampled_values_lie_inside_the_preset_ranges(preset):
+    ranges = load_preset(preset).ranges
+    for clip in range(20):
+        params = rainsynth.sample_params(preset, seed=3, shape=SHAPE, clip=clip)
+        for section in SECTIONS:
+            for key, value in dataclasses.asdict(getattr(params, section)).items():
+                lo, hi = ranges[section][key]
+                assert lo <= value <= hi, (section, key, value)
+
+
+def test_json_round_trip_is_exact():
+    params = rainsynth.sample_params("heavy", seed=7, shape=(7, 256, 448), clip=12)
+    text = json.dumps(params.to_dict())
+    again = rainsynth.RainParams.from_dict(json.loads(text))
+    assert again == params
+    assert json.dumps(again.to_dict()) == text
+
+
+def test_sampling_is_keyed_by_seed_and_clip_not_by_order():
+    forward = [rainsynth.sample_params("light", seed=1, shape=SHAPE, clip=c) for c in range(5)]
+    backward = [
+        rainsynth.sample_params("light", seed=1, shape=SHAPE, clip=c) for c in reversed(range(5))
+    ]
+    assert forward == backward[::-1]
+    assert forward[0] != forward[1]
+    assert forward[0] != rainsynth.sample_params("light", seed=2, shape=SHAPE, clip=0)
+
+
+def test_params_are_frozen():
+    params = rainsynth.sample_params("heavy", seed=0, shape=SHAPE)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.seed = 3  # type: ignore[misc]
+
+
+def test_streaks_preset_switches_off_the_other_factors():
+    params = rainsynth.sample_params("streaks", seed=0, shape=SHAPE)
+    assert params.accumulation.k == 0.0
+    assert params.flow.opacity == 0.0
+    assert params.occlusion.density == 0.0
+
+
+def load_preset_text(name: str) -> str:
+    from importlib import resources
+
+    return resources.files("rainsynth").joinpath(f"presets/{name}.toml").read_text()
+
+
+def test_user_preset_file_is_accepted(tmp_path):
+    path = tmp_path / "drizzle.toml"
+    path.write_text(
+        load_preset_text("light").replace("density = [1.5, 3.5]", "density = [0.5, 1.0]")
+    )
+    params = rainsynth.sample_params(path, seed=0, shape=SHAPE)
+    assert params.preset == "drizzle"
+    assert 0.5 <= params.streaks.density <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("density = [1.5, 3.5]", "density = [1.5, 99.0]", "density = 99.0 is not allowed"),
+        ("density = [1.5, 3.5]", "densty = [1.5, 3.5]", "unknown key(s) ['densty']"),
+        ("layers = [2, 3]", "layers = [2, 3.5]", "must be an integer"),
+        ("density = [1.5, 3.5]", "density = [3.5, 1.5]", "lo must not exceed hi"),
+        ("density = [1.5, 3.5]", "density = [1.5, 2.0, 3.5]", "a [lo, hi] pair"),
+        ("[flow]", "[flw]", "unknown section(s) ['flw']"),
+        ("k = [0.1, 0.35]", "k = [0.1, 0.35", "not valid TOML"),
+    ],
+)
+def test_bad_user_preset_names_the_key_and_the_allowed_range(tmp_path, old, new, message):
+    path = tmp_path / "bad.toml"
+    text = load_preset_text("light")
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(ParamError) as info:
+        rainsynth.sample_params(path, seed=0, shape=SHAPE)
+    assert message in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_out_of_range_error_names_the_allowed_range(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        load_preset_text("heavy").replace("angle = [-25.0, 25.0]", "angle = [-25.0, 80.0]")
+    )
+    with pytest.raises(ParamError, match=r"angle = 80.0 .* in \[-60.0, 60.0\]"):
+        load_preset(path)
+
+
+def test_unknown_preset_name_lists_the_presets():
+    with pytest.raises(ParamError, match="light"):
+        rainsynth.sample_params("drizzle", seed=0, shape=SHAPE)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [("streaks", "angle", 61.0), ("accumulation", "k", -0.1), ("flow", "opacity", float("nan"))],
+)
+def test_from_dict_rejects_out_of_range_values(section, key, value):
+    d = rainsynth.sample_params("heavy", seed=0, shape=SHAPE).to_dict()
+    d[section][key] = value
+    with pytest.raises(ParamError, match=key):
+        rainsynth.RainParams.from_dict(d)
+
+
+def test_from_dict_rejects_unknown_keys():
+    d = rainsynth.sample_params("heavy", seed=0, shape=SHAPE).to_dict()
+    d["streaks"]["colour"] = 1.0
+    with pytest.raises(ParamError, match="colour"):
+        rainsynth.RainParams.from_dict(d)
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 4), (1, 4), (2, -1, 3)])
+def test_bad_shape_raises(shape):
+    with pytest.raises(ParamError, match="shape"):
+        rainsynth.sample_params("light", seed=0, shape=shape)
+
+
+def test_parameter_table_documents_every_field():
+    table = parameter_table()
+    assert len(table) == sum(len(dataclasses.fields(kind)) for kind in SECTIONS.values())
+    assert all(lo < hi and doc for _, _, lo, hi, doc in table)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), clip=st.integers(0, 10**6), preset=st.sampled_from(PRESETS))
+def test_any_seed_and_clip_give_valid_round_tripping_params(seed, clip, preset):
+    params = rainsynth.sample_params(preset, seed=seed, shape=SHAPE, clip=clip)
+    assert rainsynth.RainParams.from_dict(params.to_dict()) == params
