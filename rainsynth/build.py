@@ -1,0 +1,681 @@
+"""Build a paired rain/clean video dataset (``rainsynth build``).
+
+A build is a list of jobs, one per (split, preset, sequence), in a fixed order: train then test,
+presets in the order given, sequences in the source's order. A job's position in that list is its
+clip index, which keys every random draw of its rain (``sample_params(..., clip=index)``), so the
+bytes of a clip depend neither on the number of workers nor on the order clips finish in.
+
+Each job reads its sequence, samples and renders rain, and writes its clip folder atomically
+(:func:`rainsynth.dataset.write_clip`). A rerun skips the clips already in place (after checking
+they come from the same build), removes the temporary folders a killed run left, and renders the
+rest; the manifest and the dataset card are written last, each to a temporary file renamed into
+place. Jobs run in-process (``workers=1``), on a local process pool, or on a Dask cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+import shlex
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import cv2
+import numba
+
+import rainsynth
+from rainsynth import dataset
+from rainsynth.errors import RainsynthError, SourceError
+from rainsynth.params import PRESETS, Preset, load_preset, sample_params
+from rainsynth.sources import SOURCES, SequenceRef, open_source, split_sequences
+from rainsynth.sources.split import SIDES
+
+GENERATOR = f"rainsynth {rainsynth.__version__}"
+MANIFEST = "manifest.json"
+LOCK = ".rainsynth-build.lock"
+ON_ERROR = ("fail", "skip")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Everything that decides the bytes of a dataset (workers and output folder do not).
+
+    source: one of SOURCES; root: its path (None for "builtin"); split: "TRAIN/TEST" counts or
+    fractions, None for every sequence (the source's own lists when it has them, else 0.9/0.1);
+    presets: names or TOML paths; frames, stride, size (H, W), resize, count: source options;
+    seed: drives the split and every rain draw; on_error: "fail" or "skip" unreadable sequences.
+    """
+
+    source: str = "builtin"
+    root: str | None = None
+    split: str | None = None
+    presets: tuple[str, ...] = ("light", "heavy")
+    frames: int = 7
+    stride: int | None = None
+    size: tuple[int, int] | None = None
+    resize: str = "crop"
+    seed: int = 0
+    count: int | None = None
+    on_error: str = "fail"
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """How a worker opens the source (hashable: each process opens it once)."""
+
+    name: str
+    root: str | None
+    frames: int
+    stride: int | None
+    size: tuple[int, int] | None
+    resize: str
+    seed: int
+    count: int | None
+
+    def open(self):
+        """The opened source, cached per process."""
+        return _open_source(self)
+
+
+@functools.lru_cache(maxsize=4)
+def _open_source(spec: SourceSpec):
+    return open_source(
+        spec.name,
+        root=spec.root,
+        frames=spec.frames,
+        stride=spec.stride,
+        size=spec.size,
+        resize=spec.resize,
+        seed=spec.seed,
+        count=spec.count,
+    )
+
+
+@dataclass(frozen=True)
+class Job:
+    """One clip to build: `ref` of the source under `preset`, clip index `index`."""
+
+    index: int
+    split: str
+    preset: Preset
+    ref: SequenceRef
+    name: str
+    seed: int
+    build: str
+    skip_errors: bool
+
+    def folder(self, out: Path) -> Path:
+        """The clip folder: OUT/<split>/<preset>/<name>."""
+        return out / self.split / self.preset.name / self.name
+
+    def describe(self) -> dict:
+        """The fields shared by clip.json, manifest records and skip records."""
+        return {
+            "split": self.split,
+            "preset": self.preset.name,
+            "name": self.name,
+            "clip": self.index,
+            "source": {
+                "source": self.ref.source,
+                "key": self.ref.key,
+                "group": self.ref.group,
+                "subset": self.ref.subset,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The jobs of a build and the manifest fields that describe it."""
+
+    spec: SourceSpec
+    jobs: list[Job]
+    header: dict = field(repr=False)
+
+
+def clip_name(key: str) -> str:
+    """A folder name for a sequence key: "00001/0001" -> "00001_0001"."""
+    return re.sub(r"[^A-Za-z0-9._@+-]", "_", key.replace("/", "_")).lstrip(".") or "clip"
+
+
+def unique_names(keys: list[str]) -> list[str]:
+    """clip_name of each key, with "-<crc32>" added to names that two keys would share."""
+    names = [clip_name(key) for key in keys]
+    taken = {name for name in names if names.count(name) > 1}
+    return [
+        f"{name}-{zlib.crc32(key.encode()):08x}" if name in taken else name
+        for name, key in zip(names, keys, strict=True)
+    ]
+
+
+def command_line(options: BuildOptions) -> str:
+    """The `rainsynth build` command that rebuilds exactly these bytes (output-deciding options)."""
+    parts = ["rainsynth build", f"--source {options.source}"]
+    if options.root is not None:
+        parts.append(f"--root {_quote(options.root)}")
+    parts += [f"--split {options.split}", f"--presets {_quote(','.join(options.presets))}"]
+    parts.append(f"--frames {options.frames}")
+    if options.stride is not None:
+        parts.append(f"--stride {options.stride}")
+    if options.size is not None:
+        parts.append(f"--size {options.size[0]}x{options.size[1]}")
+    parts += [f"--resize {options.resize}", f"--seed {options.seed}"]
+    if options.count is not None:
+        parts.append(f"--count {options.count}")
+    parts.append(f"--on-error {options.on_error}")
+    return " ".join(parts)
+
+
+def _quote(text: str) -> str:
+    return shlex.quote(text)
+
+
+def make_plan(options: BuildOptions) -> tuple[Plan, BuildOptions]:
+    """Open the source, split it and list the jobs; returns the plan and the resolved options.
+
+    Raises RainsynthError (ParamError, SourceError) on a bad preset, source, root or split.
+    """
+    if options.on_error not in ON_ERROR:
+        raise RainsynthError(f"on_error must be one of {ON_ERROR}, got {options.on_error!r}")
+    if not options.presets:
+        raise RainsynthError(f"no presets given; choose from {list(PRESETS)} or TOML files")
+    presets = [load_preset(preset) for preset in options.presets]
+    names = [preset.name for preset in presets]
+    if len(set(names)) != len(names):
+        raise RainsynthError(f"presets {list(options.presets)} give the same folder name twice")
+    spec = SourceSpec(
+        options.source,
+        None if options.root is None else os.path.abspath(options.root),
+        options.frames,
+        options.stride,
+        options.size,
+        options.resize,
+        options.seed,
+        options.count,
+    )
+    source = spec.open()
+    refs = source.sequences()
+    split = options.split or _default_split(refs)
+    options = BuildOptions(**{**options.__dict__, "root": spec.root, "split": split})
+    sides = split_sequences(refs, split, seed=options.seed)
+    description = source.describe()
+    identity = {
+        "generator": GENERATOR,
+        "source": description,
+        "split": split,
+        "seed": options.seed,
+        "presets": [[p.name, p.description, p.ranges] for p in presets],
+    }
+    build = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    jobs = []
+    for side in SIDES:
+        side_refs = sides[side]
+        side_names = unique_names([ref.key for ref in side_refs])
+        for preset in presets:
+            for ref, name in zip(side_refs, side_names, strict=True):
+                jobs.append(
+                    Job(
+                        len(jobs), side, preset, ref, name, options.seed, build,
+                        options.on_error == "skip",
+                    )
+                )  # fmt: skip
+    header = {
+        "generator": GENERATOR,
+        "command": command_line(options),
+        "build": build,
+        "seed": options.seed,
+        "split": split,
+        "source": description,
+        "presets": {p.name: {"description": p.description, "ranges": p.ranges} for p in presets},
+        "encoding": {
+            "frames": f"8-bit RGB PNG, cv2 IMWRITE_PNG_COMPRESSION {dataset.PNG_COMPRESSION}",
+            "layers": "uint8 over [lo, hi] (<name>_range) for S, U, beta, alpha; "
+            "float32 for A, M; deflate level "
+            f"{dataset.ZIP_LEVEL}",
+            "flow": "float32 backward flow (T-1, H, W, 2) in px, deflate level "
+            f"{dataset.ZIP_LEVEL}",
+        },
+    }
+    return Plan(spec, jobs, header), options
+
+
+def _default_split(refs: list[SequenceRef]) -> str:
+    """Every sequence: the source's train/test lists when it has them, else 0.9/0.1 by group."""
+    subsets = [ref.subset for ref in refs]
+    if any(subsets):
+        return f"{subsets.count('train')}/{subsets.count('test')}"
+    return "0.9/0.1"
+
+
+def build_clip(job: Job, spec: SourceSpec, out: str) -> dict:
+    """Read, render and write one clip (runs in a worker). Returns its record, or a skip record.
+
+    A SourceError (unreadable sequence) is returned as {"skipped": ...} when the job skips
+    errors, else raised with the clip named. OSError (e.g. a full disk) propagates; the partial
+    clip is removed first.
+    """
+    with _one_numba_thread():
+        try:
+            sequence = spec.open().read(job.ref)
+        except SourceError as error:
+            if job.skip_errors:
+                return {"skipped": {**job.describe(), "error": str(error)}}
+            raise SourceError(
+                f"cannot build clip {job.split}/{job.preset.name}/{job.name}: {error}; fix or "
+                "remove the file, or pass --on-error skip to record the sequence as skipped"
+            ) from None
+        frames = sequence.frames
+        params = sample_params(job.preset, seed=job.seed, shape=frames.shape[:3], clip=job.index)
+        clip = rainsynth.render(frames, params)
+        info = {
+            **job.describe(),
+            "build": job.build,
+            "seed": job.seed,
+            "files": list(sequence.files),
+            "shape": list(frames.shape[:3]),
+            "flow": sequence.flow is not None,
+        }
+        dataset.write_clip(
+            job.folder(Path(out)),
+            rain=clip.rain,
+            clean=frames,
+            layers=clip.layers,
+            params=params,
+            flow=sequence.flow,
+            info=info,
+        )
+    return {"built": info}
+
+
+@contextlib.contextmanager
+def _one_numba_thread() -> Iterator[None]:
+    """Run numba-parallel code on one thread (workers are processes); restores the setting."""
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def _init_worker() -> None:
+    """Process-pool worker setup: one OpenCV thread (the processes give the parallelism)."""
+    cv2.setNumThreads(1)
+
+
+def run_jobs(
+    jobs: list[Job], spec: SourceSpec, out: Path, *, workers: int, scheduler: str | None
+) -> Iterator[dict]:
+    """Run build_clip over jobs; yield results as they finish (any order).
+
+    workers=1 without a scheduler runs in this process; more use a spawn process pool; a
+    scheduler address runs on that Dask cluster. The first error cancels what has not started.
+    """
+    if scheduler is not None:
+        yield from _run_dask(jobs, spec, out, scheduler)
+    elif workers == 1:
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            for job in jobs:
+                yield build_clip(job, spec, str(out))
+        finally:
+            cv2.setNumThreads(threads)
+    else:
+        yield from _run_pool(jobs, spec, out, workers)
+
+
+def _run_pool(jobs: list[Job], spec: SourceSpec, out: Path, workers: int) -> Iterator[dict]:
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
+    try:
+        futures = [pool.submit(build_clip, job, spec, str(out)) for job in jobs]
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_dask(jobs: list[Job], spec: SourceSpec, out: Path, address: str) -> Iterator[dict]:
+    from distributed import Client, as_completed
+
+    try:
+        client = Client(address, timeout="20s")
+    except OSError as error:
+        raise RainsynthError(f"cannot reach the Dask scheduler at {address!r}: {error}") from None
+    with client:
+        futures = [client.submit(build_clip, job, spec, str(out), pure=False) for job in jobs]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            client.cancel(futures)
+
+
+def build(
+    options: BuildOptions,
+    out: str | os.PathLike,
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict:
+    """Build (or resume) the dataset of `options` in folder `out`; returns the manifest.
+
+    Args:
+        options: what to build.
+        out: the dataset folder (created; an existing one must be a rainsynth dataset).
+        workers: local worker processes (1 = in this process).
+        scheduler: a Dask scheduler address ("tcp://host:8786"); overrides workers.
+        progress: show a tqdm bar (clips/s).
+        echo: where to print status lines.
+
+    Raises RainsynthError on bad options or an unreadable source file (with on_error "fail"),
+    OSError when writing fails (a full disk); finished clips stay and a rerun resumes.
+    """
+    plan, options = make_plan(options)
+    out = Path(out)
+    with _locked(out):
+        stale = dataset.remove_temp_folders(out) + _remove_temp_files(out)
+        if stale:
+            echo(f"removed {len(stale)} unfinished file(s) of an interrupted build")
+        records = _existing_records(plan, out)
+        todo = [job for job in plan.jobs if job.index not in records]
+        echo(
+            f"{options.source}: {len({job.ref.key for job in plan.jobs})} sequences, "
+            f"{len(plan.jobs)} clips ({_counts_text(plan.jobs)}) -> {out}"
+        )
+        if records:
+            echo(f"{len(records)} clips already built" + ("" if todo else "; nothing to render"))
+        skipped = {}
+        if todo:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), unit="clip", desc="build", disable=not progress)
+            with bar:
+                for result in run_jobs(todo, plan.spec, out, workers=workers, scheduler=scheduler):
+                    if "built" in result:
+                        records[result["built"]["clip"]] = _record(result["built"])
+                    else:
+                        skipped[result["skipped"]["clip"]] = result["skipped"]
+                        bar.write(
+                            f"skipped {result['skipped']['name']}: {result['skipped']['error']}"
+                        )
+                    bar.update()
+        manifest = {
+            **plan.header,
+            "counts": _counts(records.values()),
+            "clips": [records[i] for i in sorted(records)],
+            "skipped": [skipped[i] for i in sorted(skipped)],
+        }
+        from rainsynth.card import write_card
+
+        write_card(out, manifest)
+        dataset.write_atomic(
+            out / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+        )
+        echo(
+            f"wrote {len(records)} clips" + (f", skipped {len(skipped)}" if skipped else "")
+            + f" to {out} (manifest.json, README.md)"
+        )  # fmt: skip
+    return manifest
+
+
+def _record(info: dict) -> dict:
+    """A manifest record: clip.json without the build id (the manifest holds it once)."""
+    return {key: value for key, value in info.items() if key != "build"}
+
+
+def _counts(records) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for record in records:
+        side = counts.setdefault(record["split"], {})
+        side[record["preset"]] = side.get(record["preset"], 0) + 1
+    return counts
+
+
+def _counts_text(jobs: list[Job]) -> str:
+    counts = _counts(job.describe() for job in jobs)
+    return ", ".join(
+        f"{side} {preset} {n}" for side, presets in counts.items() for preset, n in presets.items()
+    )
+
+
+def _existing_records(plan: Plan, out: Path) -> dict[int, dict]:
+    """Records of the clips already in `out`; RainsynthError when any comes from another build."""
+    by_folder = {job.folder(out): job for job in plan.jobs}
+    records = {}
+    for folder in sorted(p for p in out.glob("*/*/*") if p.is_dir()):
+        job = by_folder.get(folder)
+        info = dataset.read_json(folder / dataset.CLIP_FILE) if job is not None else None
+        if job is None or info.get("build") != plan.header["build"]:
+            raise RainsynthError(
+                f"{out} holds {folder.relative_to(out)}, which this build would not write (it "
+                f"comes from another command or version); build into a new --out, or delete {out}"
+            )
+        records[job.index] = _record(info)
+    return records
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock file in `out` for the build; refuse folders that are not datasets."""
+    if out.exists() and not out.is_dir():
+        raise RainsynthError(f"--out {out} is a file; give a folder for the dataset")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / MANIFEST).exists() and not (out / LOCK).exists():
+            raise RainsynthError(
+                f"--out {out} is a non-empty folder that is not a rainsynth dataset (no {MANIFEST}); "
+                "give a new or empty folder"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK, "a+b") as handle:
+        try:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # no fcntl (Windows): no lock
+            pass
+        except OSError:
+            raise RainsynthError(f"another rainsynth build is writing to {out}") from None
+        yield
+    (out / LOCK).unlink()
+
+
+def _remove_temp_files(out: Path) -> list[Path]:
+    """Delete the temporary top-level files (manifest, card) a killed build left."""
+    stale = sorted(p for p in out.glob(f"{dataset.TEMP_PREFIX}*") if p.is_file())
+    for path in stale:
+        path.unlink()
+    return stale
+
+
+RECIPE_KEYS = (
+    "source", "root", "split", "presets", "frames", "stride", "size", "resize", "seed", "count",
+    "on_error", "out", "workers", "scheduler", "quiet",
+)  # fmt: skip
+
+EXAMPLES = """\b
+Examples:
+  rainsynth build --out out/data
+      built-in offline source (camera motion over bundled photos, with exact
+      flow, and short bundled videos), light and heavy rain, split 0.9/0.1
+  rainsynth build --source vimeo90k --root vimeo_septuplet --split 900/100 \\
+      --presets light,heavy --out out/rainsynall100
+      a RainSynAll100-style dataset: test clips come from sep_testlist.txt
+  rainsynth build --recipe datasets/rainsynall100.toml --root vimeo_septuplet \\
+      --out out/rainsynall100
+      the same from a recipe; command-line options override recipe values
+  rainsynth build --source videos --root clips/ --frames 7 --stride 14 \\
+      --size 256x448 --on-error skip --out out/videos
+  rainsynth build --out out/data --scheduler tcp://10.0.0.5:8786
+      run the jobs on a Dask cluster (every worker must see --out)
+
+\b
+Run the same command again to resume an interrupted build: finished clips
+are kept, unfinished ones are redone, and the output is byte-identical to an
+uninterrupted build whatever the number of workers. The dataset card is
+OUT/README.md; read clips with rainsynth.dataset.read_dataset(OUT).
+"""
+
+
+def _load_recipe(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Eager --recipe callback: the recipe's values become the defaults of the other options."""
+    if value is None:
+        return None
+    import tomllib
+
+    path = Path(value)
+    try:
+        recipe = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise click.BadParameter(f"cannot read recipe {path}: {error}", ctx, param) from None
+    recipe = {key.replace("-", "_"): v for key, v in recipe.items()}
+    unknown = sorted(set(recipe) - set(RECIPE_KEYS))
+    if unknown:
+        raise click.BadParameter(
+            f"recipe {path} has unknown key(s) {unknown}; allowed: {', '.join(RECIPE_KEYS)}",
+            ctx,
+            param,
+        )
+    for key in ("root", "out"):  # relative paths are relative to the recipe file
+        if isinstance(recipe.get(key), str):
+            recipe[key] = str(path.parent / recipe[key])
+    if isinstance(recipe.get("presets"), list):
+        recipe["presets"] = ",".join(map(str, recipe["presets"]))
+    if isinstance(recipe.get("size"), list):
+        recipe["size"] = "x".join(map(str, recipe["size"]))
+    ctx.default_map = {**(ctx.default_map or {}), **recipe}
+    return value
+
+
+def _parse_size(ctx: click.Context, param: click.Parameter, value) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(value))
+    if not match:
+        raise click.BadParameter(f"{value!r} is not HEIGHTxWIDTH, e.g. 256x448", ctx, param)
+    return int(match[1]), int(match[2])
+
+
+def _parse_presets(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    presets = tuple(part.strip() for part in str(value).split(",") if part.strip())
+    if not presets:
+        raise click.BadParameter("give at least one preset, e.g. light,heavy", ctx, param)
+    return presets
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@click.command("build", epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--recipe",
+    type=click.Path(exists=True, dir_okay=False),
+    is_eager=True,
+    expose_value=False,
+    callback=_load_recipe,
+    help="TOML file of option values (keys = option names, e.g. datasets/rainsynall100.toml). "
+    "Command-line options override it; relative paths in it are relative to the file.",
+)
+@click.option(
+    "--source",
+    type=click.Choice(SOURCES),
+    default="builtin",
+    show_default=True,
+    help="Where clean clips come from: vimeo90k (septuplet layout), videos (files decoded with "
+    "ffmpeg), frames (folders of images), builtin (offline, ships with the package).",
+)
+@click.option("--root", help="Path of the source (not for builtin).")
+@click.option(
+    "--split",
+    help="TRAIN/TEST sequences as counts (900/100) or fractions (0.9/0.1), seeded, never one "
+    "source video on both sides. Default: every sequence (Vimeo's own lists, else 0.9/0.1).",
+)
+@click.option(
+    "--presets",
+    default="light,heavy",
+    show_default=True,
+    callback=_parse_presets,
+    help=f"Comma-separated rain presets: {', '.join(PRESETS)} or paths of preset TOML files.",
+)
+@click.option("--frames", type=click.IntRange(min=2), default=7, show_default=True,
+              help="Frames per clip.")  # fmt: skip
+@click.option("--stride", type=click.IntRange(min=1),
+              help="Frames between clip starts in long sources [default: --frames].")  # fmt: skip
+@click.option("--size", callback=_parse_size,
+              help="HEIGHTxWIDTH of the clips, e.g. 256x448 [default: the source's].")  # fmt: skip
+@click.option("--resize", type=click.Choice(["crop", "scale"]), default="crop", show_default=True,
+              help="crop: cover the size and cut the centre; scale: plain resize.")  # fmt: skip
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the split and of every rain draw.")  # fmt: skip
+@click.option("--count", type=click.IntRange(min=0),
+              help="builtin only: number of synthetic camera-motion clips [default: 48].")  # fmt: skip
+@click.option("--out", "-o", type=click.Path(file_okay=False),
+              help="Dataset folder to create or resume (required).")  # fmt: skip
+@click.option("--workers", "-j", type=click.IntRange(min=1),
+              help="Local worker processes [default: all cores].")  # fmt: skip
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Run on the Dask cluster at ADDRESS (tcp://host:8786) instead.")  # fmt: skip
+@click.option("--on-error", type=click.Choice(ON_ERROR), default="fail", show_default=True,
+              help="Unreadable source frames: fail (exit naming the file) or skip the sequence "
+              "and record it in the manifest.")  # fmt: skip
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or status lines.")
+def build_command(
+    source: str,
+    root: str | None,
+    split: str | None,
+    presets: tuple[str, ...],
+    frames: int,
+    stride: int | None,
+    size: tuple[int, int] | None,
+    resize: str,
+    seed: int,
+    count: int | None,
+    out: str | None,
+    workers: int | None,
+    scheduler: str | None,
+    on_error: str,
+    quiet: bool,
+) -> None:
+    """Build a paired rain/clean video dataset.
+
+    Each clip becomes OUT/<split>/<preset>/<clip>/ with rain/ and clean/ PNG frames, the rain
+    layers (layers.npz), the sampled parameters (params.json), the exact optical flow where the
+    source knows it (flow.npz) and its source reference (clip.json). OUT/manifest.json records
+    the command, seed and every clip; OUT/README.md is the dataset card.
+    """
+    if out is None:
+        raise click.UsageError("Missing option '--out' (the dataset folder).")
+    options = BuildOptions(
+        source, root, split, presets, frames, stride, size, resize, seed, count, on_error
+    )
+    echo = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
+    try:
+        build(
+            options,
+            out,
+            workers=workers or _cores(),
+            scheduler=scheduler,
+            progress=not quiet,
+            echo=echo,
+        )
+    except RainsynthError as error:
+        raise click.UsageError(str(error)) from None
+    except OSError as error:
+        raise click.ClickException(
+            f"{error}. The unfinished clip was removed and finished clips are kept: free "
+            "the space (or fix the problem) and run the same command again to resume."
+        ) from None

@@ -1,0 +1,206 @@
+"""The dataset card: README.md with counts, format and reading notes, parameter histograms
+(parameters.png) and a preview image (preview.png), written at the top of a built dataset.
+
+Every file is rendered deterministically (matplotlib's Agg backend, OpenCV) and written to a
+temporary name, then renamed, so a finished build's card has the same bytes on every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from rainsynth import dataset
+from rainsynth.params import SECTIONS
+
+PREVIEW, HISTOGRAMS, CARD = "preview.png", "parameters.png", "README.md"
+PREVIEW_WIDTH = 320
+"""Width of one frame in the preview image, px."""
+
+
+def write_card(out: Path, manifest: dict) -> None:
+    """Write README.md, parameters.png and preview.png for the dataset in `out`.
+
+    manifest: the build's manifest (header fields, "counts", "clips" records, "skipped").
+    """
+    records = manifest["clips"]
+    if records:
+        params = [
+            dataset.read_json(_folder(out, record) / dataset.PARAMS_FILE) for record in records
+        ]
+        dataset.write_atomic(out / HISTOGRAMS, histograms_png(records, params))
+        dataset.write_atomic(out / PREVIEW, preview_png(out, records))
+    dataset.write_atomic(out / CARD, card_text(manifest).encode("utf-8"))
+
+
+def _folder(out: Path, record: dict) -> Path:
+    return out / record["split"] / record["preset"] / record["name"]
+
+
+def histograms_png(records: list[dict], params: list[dict]) -> bytes:
+    """One histogram per sampled rain parameter, one colour per preset, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fields = [(name, f.name) for name, kind in SECTIONS.items() for f in dataclasses.fields(kind)]
+    presets = list(dict.fromkeys(record["preset"] for record in records))
+    columns = 5
+    rows = -(-len(fields) // columns)
+    figure = Figure(figsize=(3.2 * columns, 2.3 * rows), dpi=80, layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for ax, (section, key) in zip(axes, fields, strict=False):
+        values = np.array([p[section][key] for p in params], np.float64)
+        lo, hi = float(values.min()), float(values.max())
+        bins = np.linspace(lo, hi, 13) if hi > lo else np.array([lo - 0.5, lo + 0.5])
+        for preset in presets:
+            mine = [v for v, r in zip(values, records, strict=True) if r["preset"] == preset]
+            ax.hist(mine, bins=bins, alpha=0.6, label=preset)
+        ax.set_title(f"{section}.{key}", fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(fields) :]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=7)
+    figure.suptitle(f"Sampled rain parameters of {len(records)} clips")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def preview_png(out: Path, records: list[dict]) -> bytes:
+    """First, middle and last frame of the first clip of each preset: a clean row, a rain row."""
+    rows = []
+    for preset in dict.fromkeys(record["preset"] for record in records):
+        record = next(r for r in records if r["preset"] == preset)
+        folder = _folder(out, record)
+        frames = record["shape"][0]
+        picks = sorted({1, (frames + 1) // 2, frames})
+        for kind in ("clean", "rain"):
+            tiles = [_tile(folder / kind / f"{t:04d}.png") for t in picks]
+            label = f"{preset} {kind}: {record['split']}/{record['name']}"
+            _label(tiles[0], label)
+            rows.append(np.concatenate(tiles, axis=1))
+    width = max(row.shape[1] for row in rows)
+    rows = [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0))) for row in rows]
+    ok, encoded = cv2.imencode(
+        ".png", np.concatenate(rows, axis=0), [cv2.IMWRITE_PNG_COMPRESSION, 9]
+    )
+    if not ok:
+        raise OSError(f"could not encode {out / PREVIEW}")
+    return encoded.tobytes()
+
+
+def _tile(path: Path) -> np.ndarray:
+    """A frame (BGR) scaled to PREVIEW_WIDTH px wide."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise OSError(f"cannot read {path} for the preview")
+    height = max(1, round(image.shape[0] * PREVIEW_WIDTH / image.shape[1]))
+    return cv2.resize(image, (PREVIEW_WIDTH, height), interpolation=cv2.INTER_AREA)
+
+
+def _label(image: np.ndarray, text: str) -> None:
+    """Write `text` in the top-left corner, white on a black outline."""
+    for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):
+        cv2.putText(
+            image, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, thickness, cv2.LINE_AA
+        )
+
+
+def card_text(manifest: dict) -> str:
+    """The README.md of a dataset."""
+    counts = manifest["counts"]
+    frames: dict[tuple[str, str], int] = {}
+    for record in manifest["clips"]:
+        key = (record["split"], record["preset"])
+        frames[key] = frames.get(key, 0) + record["shape"][0]
+    table = ["| split | preset | clips | frames |", "| --- | --- | ---: | ---: |"]
+    for split, presets in counts.items():
+        for preset, n in presets.items():
+            table.append(f"| {split} | {preset} | {n} | {frames[(split, preset)]} |")
+    skipped = manifest["skipped"]
+    source = manifest["source"]
+    presets = "\n".join(
+        f"- `{name}`: {preset['description']}" for name, preset in manifest["presets"].items()
+    )
+    images = ""
+    if manifest["clips"]:
+        images = f"""
+![preview]({PREVIEW})
+
+Preview: for each preset, the first, middle and last frame of its first clip, clean above rain.
+
+![parameter histograms]({HISTOGRAMS})
+
+Histograms of the rain parameters sampled for each clip (`params.json`), one colour per preset.
+"""
+    skip_text = (
+        f"\n{len(skipped)} sequence(s) could not be read and were skipped; `manifest.json` lists "
+        "them under `skipped` with the error.\n"
+        if skipped
+        else ""
+    )
+    return f"""# Paired rain/clean video dataset
+
+Generated by {manifest["generator"]} (build `{manifest["build"]}`) with
+
+    {manifest["command"]}
+
+Source: `{source["source"]}`{f" at `{source['root']}`" if source.get("root") else ""}; split
+`{manifest["split"]}` (seeded, no source video in both train and test); seed {manifest["seed"]}.
+
+Rain presets:
+
+{presets}
+
+## Contents
+
+{chr(10).join(table)}
+{skip_text}{images}
+## Layout
+
+    manifest.json                  generator, command, seed, source, presets, one record per clip
+    <split>/<preset>/<clip>/
+        rain/0001.png ...          rainy frames O~ (Eq. 4), 8-bit RGB PNG
+        clean/0001.png ...         clean frames B, 8-bit RGB PNG
+        layers.npz                 rain layers S, U, beta, alpha, A, M (encoding below)
+        flow.npz                   "flow": exact backward optical flow, when the source knows it
+        params.json                the sampled rain parameters (rainsynth.RainParams)
+        clip.json                  source reference (source, key, group), files, clip index, shape
+
+Frames are PNG with zlib level {dataset.PNG_COMPRESSION} (OpenCV `IMWRITE_PNG_COMPRESSION`):
+fast to write and read, a few percent larger than higher levels.
+
+## Layer encoding
+
+The rain model is O = beta B + (1 - beta) A + U + S (Eq. 3) and O~ = (1 - alpha) O + alpha M
+(Eq. 4). In `layers.npz` (a standard NumPy `.npz`, deflate level {dataset.ZIP_LEVEL}):
+
+- `S`, `U`, `beta`, `alpha`: (T, H, W, 1) uint8 `q` with `<name>_range` = [lo, hi] float32;
+  the value is `lo + q * (hi - lo) / 255` (error at most (hi - lo) / 510, never coarser than
+  the 8-bit frames).
+- `A`, `M`: (T, 1, 1, 3) float32, stored as rendered.
+
+`flow.npz` holds `flow`, (T-1, H, W, 2) float32 in pixels (dx, dy), backward: frame t at (x, y)
+shows what frame t-1 shows at (x + dx, y + dy).
+
+## Reading
+
+```python
+from rainsynth.dataset import read_dataset
+
+for clip in read_dataset("path/to/this/folder", split="train"):
+    rain, clean = clip.rain(), clip.clean()   # (T, H, W, 3) float32 in [0, 1]
+    layers = clip.layers()                    # float32, as rainsynth.render returns them
+    flow = clip.flow()                        # (T-1, H, W, 2) float32, or None
+    params = clip.params()                    # rainsynth.RainParams
+```
+
+Without rainsynth: the PNGs open with any image library, `layers.npz` and `flow.npz` with
+`numpy.load`, the JSON files with any JSON reader.
+"""

@@ -1,0 +1,294 @@
+"""The on-disk dataset format: one folder per clip, written atomically, and its reader.
+
+    ROOT/manifest.json                    generator, command, seed, source, one record per clip
+    ROOT/README.md                        the dataset card (counts, histograms, preview)
+    ROOT/<split>/<preset>/<clip>/
+        rain/0001.png ...                 O~ of Eq. 4, 8-bit RGB PNG
+        clean/0001.png ...                B, 8-bit RGB PNG
+        layers.npz                        S, U, beta, alpha, A, M (see "Layer encoding")
+        flow.npz                          "flow": exact backward flow (T-1, H, W, 2) float32, px
+                                          (only when the source knows it: the builtin source)
+        params.json                       RainParams.to_dict() of the clip
+        clip.json                         what the clip was built from (source reference, files,
+                                          split, preset, seed, clip index) and its shape
+
+Layer encoding: the full-resolution layers S, U, beta, alpha, (T, H, W, 1), are stored as uint8
+``q`` with their range ``<name>_range`` = [lo, hi] (float32):
+``value = lo + q * (hi - lo) / 255``, rounded to nearest, so the error is at most
+(hi - lo) / 510 <= 1/510, no coarser than the 8-bit PNG frames. A and M, (T, 1, 1, 3), are stored
+as float32 as they are. The arrays are deflated (zip level 1) into a standard ``.npz`` that
+``numpy.load`` opens; its zip entries carry a fixed date, so equal clips give equal bytes.
+
+A clip folder is written under a temporary name (``.tmp-<clip>-<pid>``) in its preset folder and
+renamed into place when complete, so a reader never sees half a clip.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from rainsynth.errors import RainsynthError
+from rainsynth.params import RainParams
+
+LAYERS = ("S", "U", "beta", "A", "alpha", "M")
+QUANTISED = ("S", "U", "beta", "alpha")
+"""Layers stored as uint8 with a [lo, hi] range; the others (A, M) are stored as float32."""
+PNG_COMPRESSION = 1
+"""cv2.IMWRITE_PNG_COMPRESSION of the frames: zlib level 1 (see the dataset card for sizes)."""
+ZIP_LEVEL = 1
+"""Deflate level of layers.npz and flow.npz."""
+TEMP_PREFIX = ".tmp-"
+CLIP_FILE = "clip.json"
+PARAMS_FILE = "params.json"
+LAYERS_FILE = "layers.npz"
+FLOW_FILE = "flow.npz"
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def encode_layers(layers: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays stored in layers.npz for render's layers (see the module docstring)."""
+    missing = sorted(set(LAYERS) - set(layers))
+    if missing:
+        raise ValueError(f"layers lack {missing}; expected {list(LAYERS)}")
+    arrays: dict[str, np.ndarray] = {}
+    for name in LAYERS:
+        value = np.asarray(layers[name], np.float32)
+        if name not in QUANTISED:
+            arrays[name] = value
+            continue
+        lo, hi = float(value.min()), float(value.max())
+        step = (hi - lo) / 255.0
+        scaled = (value - np.float32(lo)) * np.float32(1.0 / step) if step > 0 else value * 0
+        arrays[name] = np.rint(scaled).astype(np.uint8)
+        arrays[f"{name}_range"] = np.array([lo, hi], np.float32)
+    return arrays
+
+
+def decode_layers(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Inverse of :func:`encode_layers`: float32 layers shaped as render gives them."""
+    layers = {}
+    for name in LAYERS:
+        value = arrays[name]
+        if name in QUANTISED:
+            lo, hi = (float(v) for v in arrays[f"{name}_range"])
+            value = np.float32(lo) + value.astype(np.float32) * np.float32((hi - lo) / 255.0)
+        layers[name] = value.astype(np.float32, copy=False)
+    return layers
+
+
+def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write arrays as a deflated ``.npz`` whose bytes depend only on the arrays (fixed dates)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+            entry = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE)
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.external_attr = 0o644 << 16
+            archive.writestr(entry, buffer.getvalue(), compresslevel=ZIP_LEVEL)
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """Write one (H, W, 3) uint8 RGB frame as PNG; OSError (e.g. disk full) names the file."""
+    ok, encoded = cv2.imencode(
+        ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]
+    )
+    if not ok:
+        raise OSError(f"could not encode {path} as PNG")
+    path.write_bytes(encoded.tobytes())
+
+
+def write_json(path: Path, value: object) -> None:
+    """Write JSON with sorted keys and a final newline (stable bytes)."""
+    path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def to_uint8(frames: np.ndarray) -> np.ndarray:
+    """(..., 3) float in [0, 1] -> uint8, rounded to nearest."""
+    return np.rint(np.clip(frames, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
+
+
+def write_clip(
+    folder: Path,
+    *,
+    rain: np.ndarray,
+    clean: np.ndarray,
+    layers: Mapping[str, np.ndarray],
+    params: RainParams,
+    flow: np.ndarray | None,
+    info: Mapping[str, object],
+) -> None:
+    """Write one clip folder atomically: into a temporary sibling, renamed when complete.
+
+    Args:
+        folder: the clip folder to create (must not exist; its parent is created).
+        rain: (T, H, W, 3) float32 in [0, 1] (render's O~).
+        clean: (T, H, W, 3) uint8 RGB.
+        layers: render's layers (float32).
+        params: the clip's RainParams.
+        flow: (T-1, H, W, 2) float32 backward flow in px, or None.
+        info: JSON-able description of what the clip was built from, stored as clip.json.
+
+    On any error (a full disk raises OSError) the temporary folder is removed and the error
+    re-raised: the clip is either complete under its name or absent.
+    """
+    temp = folder.parent / f"{TEMP_PREFIX}{folder.name}-{os.getpid()}"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        for kind, frames in (("rain", to_uint8(rain)), ("clean", clean)):
+            (temp / kind).mkdir(parents=True)
+            for t, frame in enumerate(frames, 1):
+                write_png(temp / kind / f"{t:04d}.png", frame)
+        write_npz(temp / LAYERS_FILE, encode_layers(layers))
+        if flow is not None:
+            write_npz(temp / FLOW_FILE, {"flow": np.asarray(flow, np.float32)})
+        write_json(temp / PARAMS_FILE, params.to_dict())
+        write_json(temp / CLIP_FILE, dict(info))
+        os.rename(temp, folder)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a file via a temporary sibling renamed into place (never half-written)."""
+    temp = path.parent / f"{TEMP_PREFIX}{path.name}-{os.getpid()}"
+    try:
+        temp.write_bytes(data)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def remove_temp_folders(root: Path) -> list[Path]:
+    """Delete the temporary clip folders a killed build left under root; returns them."""
+    stale = sorted(p for p in root.glob(f"*/*/{TEMP_PREFIX}*") if p.is_dir())
+    for path in stale:
+        shutil.rmtree(path)
+    return stale
+
+
+def read_json(path: Path) -> dict:
+    """Load a JSON file; a missing or malformed file raises RainsynthError naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise RainsynthError(f"cannot read {path}: {error}") from None
+
+
+@dataclass(frozen=True)
+class DatasetClip:
+    """One clip of a built dataset; its arrays are read from disk on each call.
+
+    Attributes: root (the dataset folder), split, preset, name (the clip folder), num_frames,
+    height, width.
+    """
+
+    root: Path
+    split: str
+    preset: str
+    name: str
+    num_frames: int
+    height: int
+    width: int
+
+    @property
+    def path(self) -> Path:
+        """The clip folder."""
+        return self.root / self.split / self.preset / self.name
+
+    def rain(self) -> np.ndarray:
+        """O~ (T, H, W, 3) float32 in [0, 1]."""
+        return self._frames("rain")
+
+    def clean(self) -> np.ndarray:
+        """B (T, H, W, 3) float32 in [0, 1]."""
+        return self._frames("clean")
+
+    def layers(self) -> dict[str, np.ndarray]:
+        """S, U, beta, alpha (T, H, W, 1) and A, M (T, 1, 1, 3), float32 as render gives them."""
+        with np.load(self.path / LAYERS_FILE) as archive:
+            return decode_layers({key: archive[key] for key in archive.files})
+
+    def flow(self) -> np.ndarray | None:
+        """Exact backward flow (T-1, H, W, 2) float32 in px, or None when the source has none."""
+        path = self.path / FLOW_FILE
+        if not path.exists():
+            return None
+        with np.load(path) as archive:
+            return archive["flow"]
+
+    def params(self) -> RainParams:
+        """The RainParams the clip was rendered with."""
+        return RainParams.from_dict(read_json(self.path / PARAMS_FILE))
+
+    def info(self) -> dict:
+        """clip.json: the source reference, files, split, preset, seed and clip index."""
+        return read_json(self.path / CLIP_FILE)
+
+    def _frames(self, kind: str) -> np.ndarray:
+        out = np.empty((self.num_frames, self.height, self.width, 3), np.float32)
+        for t in range(self.num_frames):
+            path = self.path / kind / f"{t + 1:04d}.png"
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None or image.shape != out.shape[1:]:
+                raise RainsynthError(
+                    f"frame {path} is missing, unreadable or not {self.width}x{self.height}"
+                )
+            cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
+            np.multiply(image, np.float32(1 / 255), out=out[t])
+        return out
+
+
+def read_dataset(
+    root: str | os.PathLike, *, split: str | None = None, preset: str | None = None
+) -> list[DatasetClip]:
+    """The complete clips of a dataset built by ``rainsynth build``, sorted by split/preset/name.
+
+    Works during a build too: only clips renamed into place (complete) are listed.
+
+    Args:
+        root: the dataset folder (``--out`` of the build).
+        split: keep only this split ("train", "test"); None for all.
+        preset: keep only this preset ("light", "heavy", ...); None for all.
+
+    Raises RainsynthError when root holds no clips, or the split/preset is not among them.
+    """
+    root = Path(root)
+    found = sorted(
+        path.parent
+        for path in root.glob(f"*/*/*/{CLIP_FILE}")
+        if not path.parent.name.startswith(TEMP_PREFIX)
+    )
+    if not found:
+        raise RainsynthError(
+            f"{root} holds no dataset clips: expected {root}/<split>/<preset>/<clip>/{CLIP_FILE}, "
+            "as written by `rainsynth build --out`"
+        )
+    for name, wanted, position in (("split", split, -3), ("preset", preset, -2)):
+        present = sorted({folder.parts[position] for folder in found})
+        if wanted is not None and wanted not in present:
+            raise RainsynthError(f"{root} has no {name} {wanted!r}; it has {present}")
+    clips = []
+    for folder in found:
+        if split not in (None, folder.parent.parent.name) or preset not in (
+            None,
+            folder.parent.name,
+        ):
+            continue
+        shape = read_json(folder / CLIP_FILE)["shape"]
+        clips.append(
+            DatasetClip(root, folder.parent.parent.name, folder.parent.name, folder.name, *shape)
+        )
+    return clips
