@@ -1,11 +1,22 @@
-"""numba ``njit`` with an on-disk cache that falls back cleanly where the cache folder is read-only."""
+"""numba kernels: compiled once (cached on disk where possible) and run on a pool of threads.
+
+Kernels are plain ``njit(nogil=True)`` functions over an index range ``[start, stop)`` of
+independent items (frames or image rows). ``run_parallel`` splits the range into one contiguous
+chunk per thread and runs the chunks on Python threads, which run truly in parallel because the
+kernels release the GIL. Each item is computed by the same code whatever the split, so results
+are bit-identical for any number of threads. (numba's ``parallel=True`` would do the same split
+but costs several seconds of compiling per kernel on first use.)
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 
 import numba
+import numpy as np
 
 
 def _cache_writable() -> bool:
@@ -21,12 +32,32 @@ def _cache_writable() -> bool:
         return False
 
 
-_CACHE = _cache_writable()
+def jit(fn):
+    """``numba.njit(nogil=True)``, cached on disk when the cache folder is writable.
 
-
-def jit(*, parallel: bool = False):
-    """``numba.njit(cache=..., parallel=..., fastmath=False)``: cached when the cache folder is writable.
-
-    fastmath stays off so results do not depend on the vector width or thread count.
+    fastmath stays off, so results do not depend on the vector width.
     """
-    return numba.njit(cache=_CACHE, parallel=parallel, nogil=True)
+    return numba.njit(cache=_cache_writable(), nogil=True)(fn)
+
+
+@cache
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rainsynth")
+
+
+def run_parallel(kernel, count: int, *args) -> None:
+    """Run ``kernel(start, stop, *args)`` over [0, count) on ``numba.get_num_threads()`` threads.
+
+    The thread count follows NUMBA_NUM_THREADS and ``numba.set_num_threads``.
+    """
+    threads = min(numba.get_num_threads(), count)
+    if threads <= 1:
+        kernel(0, count, *args)
+        return
+    bounds = np.linspace(0, count, threads + 1).astype(np.int64)
+    chunks = [
+        _pool(threads).submit(kernel, int(a), int(b), *args)
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+    for chunk in chunks:
+        chunk.result()

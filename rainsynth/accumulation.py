@@ -17,9 +17,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from numba import prange
 
-from rainsynth._jit import jit
+from rainsynth._jit import jit, run_parallel
 from rainsynth.errors import ParamError
 from rainsynth.params import RainParams
 from rainsynth.rng import CLIP_LEVEL, stream
@@ -62,7 +61,8 @@ class HorizonDepth:
             coefficients[:, t] = _guided_coefficients(guide, prior, radius, self.eps)
         out = np.empty((num_frames, height, width), dtype=np.float32)
         scale = np.float32(1 / 255) if clean.dtype == np.uint8 else np.float32(1)
-        _apply_guided(out, clean, scale, coefficients[0], coefficients[1])
+        taps = (*_bilinear_taps(height, low_h), *_bilinear_taps(width, low_w))
+        run_parallel(_apply_guided, num_frames * height, out, clean, scale, *coefficients, *taps)
         return out
 
     def _prior(self, height: int, horizon: float) -> np.ndarray:
@@ -143,19 +143,17 @@ def _luminance(frame: np.ndarray) -> np.ndarray:
     return frame.astype(np.float32) @ weights
 
 
-@jit(parallel=True)
-def _apply_guided(out, clean, scale, a, b):  # pragma: no cover
+@jit
+def _apply_guided(start, stop, out, clean, scale, a, b, y0, y1, wy, x0, x1, wx):  # pragma: no cover
     """out[t] = clip(a_up * Y + b_up, 0, 1): the fast guided filter's full-resolution step.
 
-    Y is the BT.601 luma of clean[t] (T, H, W, 3); a, b (T, h, w) are bilinearly upsampled with
-    pixel centres aligned (low-res x = (x + 1/2) w / W - 1/2, clamped at the borders).
+    Rows [start, stop) of the (T * H) rows. Y is the BT.601 luma of clean[t] (T, H, W, 3); a, b
+    (T, h, w) are bilinearly upsampled through the taps (y0, y1, wy), (x0, x1, wx) of
+    ``_bilinear_taps``.
     """
-    num_frames, height, width = out.shape
-    low_h, low_w = a.shape[1], a.shape[2]
-    x0, x1, wx = _bilinear_taps(width, low_w)
-    y0, y1, wy = _bilinear_taps(height, low_h)
+    height, width = out.shape[1], out.shape[2]
     r, g, bl = np.float32(LUMA[0] * scale), np.float32(LUMA[1] * scale), np.float32(LUMA[2] * scale)
-    for row in prange(num_frames * height):
+    for row in range(start, stop):
         t = row // height
         y = row - t * height
         w = wy[y]
@@ -173,7 +171,7 @@ def _apply_guided(out, clean, scale, a, b):  # pragma: no cover
             depth[x] = min(max(depth[x] * luma + offset[x], np.float32(0)), np.float32(1))
 
 
-@jit()
+@jit
 def _bilinear_taps(size, low):  # pragma: no cover
     """Bilinear taps from `low` samples to `size` pixels, centres aligned: (i0, i1, weight of i1)."""
     i0 = np.empty(size, np.int64)

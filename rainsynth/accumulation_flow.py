@@ -14,10 +14,10 @@ so U_t is close to U_{t-1} moved by v: temporally continuous.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import cv2
 import numpy as np
-from scipy.special import ndtri
 
 from rainsynth.params import RainParams
 from rainsynth.rng import CLIP_LEVEL, stream
@@ -43,7 +43,7 @@ def render_accumulation_flow(params: RainParams) -> np.ndarray:
     low_h, low_w = -(-height // factor), -(-width // factor)
     fields = _periodic_fields(params, low_h + 8, low_w + 8, p.scale * height / factor)
     vx, vy = veil_velocity(params)
-    threshold = float(ndtri(1.0 - p.coverage)) if p.coverage < 1.0 else -np.inf
+    threshold = NormalDist().inv_cdf(1.0 - p.coverage) if p.coverage < 1.0 else -np.inf
     for t in range(num_frames):
         g = math.cos(p.evolution * t) * fields[0] + math.sin(p.evolution * t) * fields[1]
         # advect: low-res sample at x - v t (periodic field, so the shift wraps seamlessly);

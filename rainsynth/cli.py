@@ -9,6 +9,8 @@ import importlib
 
 import click
 
+from rainsynth.errors import RainsynthError
+
 # subcommand name -> "module:attribute" of its click command
 COMMANDS = {
     "preview": "rainsynth.preview:preview_command",
@@ -41,6 +43,14 @@ class LazyGroup(click.Group):
             return None
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)
+
+    def invoke(self, ctx: click.Context):
+        """Run the subcommand; bad input (``RainsynthError``) becomes a clear message and exit 2."""
+        try:
+            return super().invoke(ctx)
+        except RainsynthError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(2)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):

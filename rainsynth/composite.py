@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import prange
 
-from rainsynth._jit import jit
+from rainsynth._jit import jit, run_parallel
 from rainsynth.accumulation import DepthProvider, as_depth_provider, atmospheric_light, transmission
 from rainsynth.accumulation_flow import render_accumulation_flow
 from rainsynth.errors import ParamError
@@ -81,7 +80,9 @@ def compose(clean: np.ndarray, layers: dict[str, np.ndarray]) -> np.ndarray:
     """Eqns. (3) and (4), clipped to [0, 1]: (T, H, W, 3) clean (uint8 or float32) -> float32 rain."""
     out = np.empty(clean.shape, dtype=np.float32)
     scale = np.float32(1.0 / 255.0) if clean.dtype == np.uint8 else np.float32(1.0)
-    _compose(
+    run_parallel(
+        _compose,
+        out.shape[0] * out.shape[1],
         out,
         clean,
         scale,
@@ -95,14 +96,16 @@ def compose(clean: np.ndarray, layers: dict[str, np.ndarray]) -> np.ndarray:
     return out
 
 
-@jit(parallel=True)
-def _compose(out, clean, scale, streaks, veil, beta, light, alpha, intensity):  # pragma: no cover
+@jit
+def _compose(
+    start, stop, out, clean, scale, streaks, veil, beta, light, alpha, intensity
+):  # pragma: no cover
     """Per pixel and channel: O = beta B + (1 - beta) A + U + S (3); O~ = (1 - alpha) O + alpha M (4).
 
-    One image row per iteration, channels unrolled, so the loop over x vectorises.
+    Rows [start, stop) of the (T * H) image rows; channels unrolled, so the loop over x vectorises.
     """
-    num_frames, height, width, _ = out.shape
-    for row in prange(num_frames * height):
+    height, width = out.shape[1], out.shape[2]
+    for row in range(start, stop):
         t = row // height
         y = row - t * height
         rain, b_row = out[t, y].reshape(-1), clean[t, y].reshape(-1)

@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
 
-from rainsynth._jit import jit
+from rainsynth._jit import jit, run_parallel
 from rainsynth.params import RainParams
 from rainsynth.rng import stream
 from rainsynth.streaks import fall_angles
@@ -35,7 +34,8 @@ def render_occlusion(params: RainParams) -> np.ndarray:
     offsets = np.zeros(num_frames + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(p[0]) for p in per_frame])
     columns = [np.concatenate([p[i] for p in per_frame]) for i in range(6)]
-    _splat_drops(out[..., 0], offsets, *columns, float(params.occlusion.softness))
+    softness = float(params.occlusion.softness)
+    run_parallel(_splat_drops, num_frames, out[..., 0], offsets, *columns, softness)
     return out
 
 
@@ -61,16 +61,18 @@ def _draw_frame(params: RainParams, t: int) -> tuple[np.ndarray, ...]:
     )
 
 
-@jit(parallel=True)
-def _splat_drops(out, offsets, cx, cy, dx, dy, across, along, softness):  # pragma: no cover
-    """Union of soft ellipses into out[t] (T, H, W), one frame per thread.
+@jit
+def _splat_drops(
+    start, stop, out, offsets, cx, cy, dx, dy, across, along, softness
+):  # pragma: no cover
+    """Union of soft ellipses into out[t] (T, H, W) for the frames [start, stop).
 
     With rho the normalised elliptical radius of a pixel, the drop's matte is
     clip(1/2 + (1 - rho) * across / softness, 0, 1): a binary mask (rho <= 1) whose edge is
     anti-aliased over ``softness`` px. Overlapping drops take the maximum.
     """
-    num_frames, height, width = out.shape
-    for t in prange(num_frames):
+    _, height, width = out.shape
+    for t in range(start, stop):
         frame = out[t]
         for i in range(offsets[t], offsets[t + 1]):
             reach = along[i] + softness

@@ -12,9 +12,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
 
-from rainsynth._jit import jit
+from rainsynth._jit import jit, run_parallel
 from rainsynth.params import RainParams, StreakParams
 from rainsynth.rng import stream
 
@@ -37,7 +36,7 @@ def render_streaks(params: RainParams) -> np.ndarray:
     offsets = np.zeros(num_frames + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(p[0]) for p in per_frame])
     columns = [np.concatenate([p[i] for p in per_frame]) for i in range(7)]
-    _splat_streaks(out[..., 0], offsets, *columns)
+    run_parallel(_splat_streaks, num_frames, out[..., 0], offsets, *columns)
     return out
 
 
@@ -74,9 +73,11 @@ def _draw_frame(params: RainParams, t: int) -> tuple[np.ndarray, ...]:
     )
 
 
-@jit(parallel=True)
-def _splat_streaks(out, offsets, cx, cy, dx, dy, half_length, radius, peak):  # pragma: no cover
-    """Add every streak of frame t into out[t] (T, H, W), one frame per thread, then clip to 1.
+@jit
+def _splat_streaks(
+    start, stop, out, offsets, cx, cy, dx, dy, half_length, radius, peak
+):  # pragma: no cover
+    """Add every streak of frames [start, stop) into out[t] (T, H, W), then clip to 1.
 
     A streak at centre c with unit direction d contributes, at pixel p with
     u = (p - c).d (along) and v = (p - c) x d (across):
@@ -84,9 +85,9 @@ def _splat_streaks(out, offsets, cx, cy, dx, dy, half_length, radius, peak):  # 
     where taper is 1 in the middle and falls smoothly (smoothstep) to 0 over the last 35% of the
     half length: the motion blur of a round drop, with no hard ends.
     """
-    num_frames, height, width = out.shape
+    _, height, width = out.shape
     one, zero, ramp = np.float32(1.0), np.float32(0.0), np.float32(1.0 / 0.35)
-    for t in prange(num_frames):
+    for t in range(start, stop):
         frame = out[t]
         for i in range(offsets[t], offsets[t + 1]):
             ext_x = abs(dx[i]) * half_length[i] + radius[i]
