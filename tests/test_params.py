@@ -146,3 +146,19 @@ def test_parameter_table_documents_every_field():
 def test_any_seed_and_clip_give_valid_round_tripping_params(seed, clip, preset):
     params = rainsynth.sample_params(preset, seed=seed, shape=SHAPE, clip=clip)
     assert rainsynth.RainParams.from_dict(params.to_dict()) == params
+
+
+def test_readme_documents_the_allowed_ranges_and_the_presets():
+    """README's preset table is exactly what the code allows and the preset files sample."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    ranges = {name: load_preset(name).ranges for name in PRESETS}
+
+    def cell(r):
+        return f"{r[0]:g}" if r[0] == r[1] else f"{r[0]:g}–{r[1]:g}"
+
+    for section, key, lo, hi, doc in parameter_table():
+        presets = " | ".join(cell(ranges[name][section][key]) for name in PRESETS)
+        row = f"| {section} | `{key}` | {lo:g} … {hi:g} | {presets} | {doc} |"
+        assert row in readme, row
