@@ -52,17 +52,19 @@ class HorizonDepth:
         low_h, low_w = max(1, height // factor), max(1, width // factor)
         prior = np.broadcast_to(self._prior(low_h, params.accumulation.horizon), (low_h, low_w))
         radius = max(1, low_h // 8)
-        coefficients = np.empty((2, num_frames, low_h, low_w), dtype=np.float32)
+        coefficients = np.empty((2, num_frames, height, width), dtype=np.float32)
         for t in range(num_frames):
             # the guide is box-filtered below, so point-sampling it at low resolution suffices
             guide = _luminance(
                 clean[t, factor // 2 :: factor, factor // 2 :: factor][:low_h, :low_w]
             )
-            coefficients[:, t] = _guided_coefficients(guide, prior, radius, self.eps)
+            for i, c in enumerate(_guided_coefficients(guide, prior, radius, self.eps)):
+                cv2.resize(
+                    c, (width, height), dst=coefficients[i, t], interpolation=cv2.INTER_LINEAR
+                )
         out = np.empty((num_frames, height, width), dtype=np.float32)
         scale = np.float32(1 / 255) if clean.dtype == np.uint8 else np.float32(1)
-        taps = (*_bilinear_taps(height, low_h), *_bilinear_taps(width, low_w))
-        run_parallel(_apply_guided, num_frames * height, out, clean, scale, *coefficients, *taps)
+        run_parallel(_apply_guided, num_frames * height, out, clean, scale, *coefficients)
         return out
 
     def _prior(self, height: int, horizon: float) -> np.ndarray:
@@ -144,45 +146,19 @@ def _luminance(frame: np.ndarray) -> np.ndarray:
 
 
 @jit
-def _apply_guided(start, stop, out, clean, scale, a, b, y0, y1, wy, x0, x1, wx):  # pragma: no cover
-    """out[t] = clip(a_up * Y + b_up, 0, 1): the fast guided filter's full-resolution step.
-
-    Rows [start, stop) of the (T * H) rows. Y is the BT.601 luma of clean[t] (T, H, W, 3); a, b
-    (T, h, w) are bilinearly upsampled through the taps (y0, y1, wy), (x0, x1, wx) of
-    ``_bilinear_taps``.
-    """
-    height, width = out.shape[1], out.shape[2]
+def _apply_guided(start, stop, out, clean, scale, a, b):  # pragma: no cover
+    """out = clip(a * Y + b, 0, 1) on rows [start, stop) of the (T * H) rows: the fast guided
+    filter's full-resolution step, with Y the BT.601 luma of clean (T, H, W, 3) times ``scale``
+    and a, b (T, H, W) the upsampled coefficients."""
+    height = out.shape[1]
     r, g, bl = np.float32(LUMA[0] * scale), np.float32(LUMA[1] * scale), np.float32(LUMA[2] * scale)
+    zero, one = np.float32(0.0), np.float32(1.0)
     for row in range(start, stop):
-        t = row // height
-        y = row - t * height
-        w = wy[y]
-        a_row = a[t, y0[y]] + w * (a[t, y1[y]] - a[t, y0[y]])
-        b_row = b[t, y0[y]] + w * (b[t, y1[y]] - b[t, y0[y]])
-        pixels = clean[t, y].reshape(-1)
-        depth = out[t, y]
-        for x in range(width):  # gather pass: upsampled coefficients (a into out, b kept)
-            depth[x] = a_row[x0[x]] + wx[x] * (a_row[x1[x]] - a_row[x0[x]])
-        offset = np.empty(width, np.float32)
-        for x in range(width):
-            offset[x] = b_row[x0[x]] + wx[x] * (b_row[x1[x]] - b_row[x0[x]])
-        for x in range(width):  # streaming pass: vectorises
+        t, y = row // height, row % height
+        pixels, slope, offset, depth = clean[t, y].reshape(-1), a[t, y], b[t, y], out[t, y]
+        for x in range(depth.shape[0]):
             luma = r * pixels[3 * x] + g * pixels[3 * x + 1] + bl * pixels[3 * x + 2]
-            depth[x] = min(max(depth[x] * luma + offset[x], np.float32(0)), np.float32(1))
-
-
-@jit
-def _bilinear_taps(size, low):  # pragma: no cover
-    """Bilinear taps from `low` samples to `size` pixels, centres aligned: (i0, i1, weight of i1)."""
-    i0 = np.empty(size, np.int64)
-    i1 = np.empty(size, np.int64)
-    weight = np.empty(size, np.float32)
-    for i in range(size):
-        s = min(max((i + 0.5) * low / size - 0.5, 0.0), low - 1.0)
-        i0[i] = min(int(s), low - 1)
-        i1[i] = min(i0[i] + 1, low - 1)
-        weight[i] = s - i0[i]
-    return i0, i1, weight
+            depth[x] = min(max(slope[x] * luma + offset[x], zero), one)
 
 
 def _guided_coefficients(

@@ -100,15 +100,19 @@ def _splat_streaks(
             inv_r2 = np.float32(1.0 / (radius[i] * radius[i]))
             inv_h = np.float32(1.0 / half_length[i])
             peak_i = np.float32(peak[i])
+            # row y covers the band |v| < radius around x = cx + (y - cy) dx / dy
+            steep = abs(dy[i]) > 0.05
+            slope = dx[i] / dy[i] if steep else 0.0
+            reach = radius[i] / abs(dy[i]) if steep else 0.0
             for y in range(y0, y1 + 1):
                 ry = np.float32(y - cy[i])
                 xa, xb = x0, x1
-                if abs(dy[i]) > 0.05:  # only the pixels of this row within the streak's band
-                    centre, reach = cx[i] + ry * dx[i] / dy[i], radius[i] / abs(dy[i])
-                    xa = max(xa, int(math.floor(centre - reach)))
-                    xb = min(xb, int(math.ceil(centre + reach)))
+                if steep:
+                    centre = cx[i] + (y - cy[i]) * slope
+                    xa = max(xa, int(centre - reach))
+                    xb = min(xb, int(centre + reach) + 1)
                 row = frame[y]
-                for x in range(xa, xb + 1):  # branch-free, float32: vectorises
+                for x in range(xa, xb + 1):  # branch-free float32
                     rx = np.float32(x - cx[i])
                     v = rx * uy - ry * ux
                     cross = max(one - v * v * inv_r2, zero)
