@@ -1,0 +1,87 @@
+"""A small SpyNet-like pyramid flow network, trained from scratch (no downloaded weights).
+
+Coarse to fine over an image pyramid at 1/2, 1/4, ..., 1/2^levels of the input: at each level the
+previous frame is backward-warped by the current flow estimate, and a small conv stack predicts a
+residual flow from [frame_t, warped frame_{t-1}, flow]:
+
+    f_K = G_K(I_t^K, I_{t-1}^K, 0)
+    f_k = up(f_{k+1}) + G_k(I_t^k, warp(I_{t-1}^k, up(f_{k+1})), up(f_{k+1}))    k = K-1 .. 1
+
+where up() doubles size and flow. The finest estimate (1/2) is upsampled to full size.
+Output: BACKWARD flow in pixels (N,2,H,W), warp(frame_{t-1}, flow) ~= frame_t (see derain.warp).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from derain.blocks import activation
+from derain.warp import warp
+
+
+def upsample_flow(flow: torch.Tensor) -> torch.Tensor:
+    """(N,2,h,w) -> (N,2,2h,2w), values doubled (pixels of the finer level)."""
+    return 2.0 * F.interpolate(flow, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
+class FlowLevel(nn.Module):
+    """G_k: (N,8,h,w) [frame_t, warped frame_{t-1}, flow] -> (N,2,h,w) residual flow."""
+
+    def __init__(self, channels: Sequence[int], kernel: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for cin, cout in zip([8, *channels[:-1]], channels, strict=True):
+            layers += [nn.Conv2d(cin, cout, kernel, padding=kernel // 2), activation()]
+        last = nn.Conv2d(channels[-1], 2, kernel, padding=kernel // 2)
+        with torch.no_grad():  # start near zero flow: the identity warp
+            last.weight.mul_(0.1)
+            last.bias.zero_()
+        self.body = nn.Sequential(*layers, last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class PyramidFlowNet(nn.Module):
+    """Backward optical flow between two RGB frames.
+
+    Args:
+        levels: pyramid levels K; the coarsest works at 1/2^K, so H, W must be multiples of 2^K.
+        channels: hidden channels of each level's conv stack.
+        kernel: conv kernel size (SpyNet uses 7).
+    """
+
+    def __init__(self, levels: int = 4, channels: Sequence[int] = (16, 32, 16), kernel: int = 5):
+        super().__init__()
+        if levels < 1:
+            raise ValueError(f"PyramidFlowNet needs levels >= 1; got {levels}")
+        self.levels = levels
+        self.size_multiple = 2**levels
+        self.stages = nn.ModuleList(
+            FlowLevel(channels, kernel) for _ in range(levels)
+        )  # coarse first
+
+    def forward(self, prev: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
+        """prev = frame_{t-1}, cur = frame_t, (N,3,H,W) in [0,1] -> flow (N,2,H,W) float32, pixels."""
+        h, w = cur.shape[-2:]
+        if prev.shape != cur.shape or h % self.size_multiple or w % self.size_multiple:
+            raise ValueError(
+                f"PyramidFlowNet needs two frames of one shape with H, W multiples of "
+                f"{self.size_multiple}; got {tuple(prev.shape)} and {tuple(cur.shape)}"
+            )
+        pyramid = [(F.avg_pool2d(prev - 0.5, 2), F.avg_pool2d(cur - 0.5, 2))]
+        for _ in range(self.levels - 1):
+            pyramid.append(tuple(F.avg_pool2d(x, 2) for x in pyramid[-1]))
+        p, c = pyramid[-1]
+        flow = cur.new_zeros(c.shape[0], 2, *c.shape[-2:], dtype=torch.float32)
+        for k, stage in enumerate(self.stages):
+            p, c = pyramid[-1 - k]
+            if k > 0:
+                flow = upsample_flow(flow)
+            warped = warp(p, flow) if k > 0 else p
+            flow = flow + stage(torch.cat([c, warped.to(c.dtype), flow.to(c.dtype)], dim=1)).float()
+        return upsample_flow(flow)

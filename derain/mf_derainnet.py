@@ -1,0 +1,81 @@
+"""MF-DerainNet (Sec. 4): refine the single-frame layers with the aligned previous frame.
+
+Two encoder branches, one on the clean estimates [B^S_t, B^{M,F}_{t-1}] and one on the rain frames
+[O~_t, O~^F_{t-1}], are fused before the coarsest scale. A ConvLSTM at the coarsest scale carries
+memory across frames. The decoder, with skips from the clean-estimate branch, predicts residual
+variables: v^M_t = v^S_t + delta_t for v in S, U, beta, R, A (added in raw space, derain.heads);
+the inverse recovery (Eq. 6) then gives the final B^M_t.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from derain.blocks import Decoder, Encoder, activation, conv3x3, stage
+from derain.convlstm import ConvLSTMCell, LSTMState
+from derain.heads import LayerHead
+
+
+class MFDerainNet(nn.Module):
+    """Residual layer variables delta_t from the current and the aligned previous frame.
+
+    Args:
+        channels: (c_0, ..., c_{L-1}) channels per scale, L >= 2 scales.
+        n_res: residual blocks per scale (L values).
+        use_lstm: ConvLSTM at the coarsest scale (False, ablation v2: a plain conv, no memory).
+        direct: also predict B directly (ablation v3).
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[int],
+        n_res: Sequence[int],
+        use_lstm: bool = True,
+        direct: bool = False,
+    ):
+        super().__init__()
+        if len(channels) < 2:
+            raise ValueError(f"MFDerainNet needs at least 2 scales; got channels {tuple(channels)}")
+        fine, coarsest = channels[:-1], channels[-1]
+        self.clean_encoder = Encoder(6, fine, n_res[:-1])
+        self.rain_encoder = Encoder(6, fine, n_res[:-1])
+        self.fuse = nn.Sequential(conv3x3(2 * fine[-1], fine[-1]), activation())
+        self.bottom = stage(fine[-1], coarsest, 2, n_res[-1])
+        self.lstm = ConvLSTMCell(coarsest, coarsest) if use_lstm else None
+        self.plain = None if use_lstm else nn.Sequential(conv3x3(coarsest, coarsest), activation())
+        self.decoder = Decoder(channels, n_res)
+        self.head = LayerHead(channels[0], coarsest, direct=direct, prior=False)
+
+    def coarse_shape(self, rain: torch.Tensor) -> tuple[int, int]:
+        n_down = len(self.decoder.ups)
+        return rain.shape[-2] >> n_down, rain.shape[-1] >> n_down
+
+    def init_state(self, rain: torch.Tensor) -> LSTMState | None:
+        """Zero ConvLSTM state for frames like rain (N,3,H,W); None without the LSTM."""
+        if self.lstm is None:
+            return None
+        n = rain.shape[0]
+        return self.lstm.init_state(rain.new_zeros(n, 1, *self.coarse_shape(rain)))
+
+    def forward(
+        self,
+        clean: torch.Tensor,
+        clean_prev_aligned: torch.Tensor,
+        rain: torch.Tensor,
+        rain_prev_aligned: torch.Tensor,
+        state: LSTMState | None,
+    ) -> tuple[dict[str, torch.Tensor], LSTMState | None]:
+        """B^S_t, B^{M,F}_{t-1}, O~_t, O~^F_{t-1} (N,3,H,W) and the LSTM state
+        -> (raw deltas, shapes as derain.heads, new LSTM state)."""
+        clean_features = self.clean_encoder(torch.cat([clean, clean_prev_aligned], dim=1))
+        rain_features = self.rain_encoder(torch.cat([rain, rain_prev_aligned], dim=1))
+        x = self.fuse(torch.cat([clean_features[-1], rain_features[-1]], dim=1))
+        x = self.bottom(x)
+        if self.lstm is not None:
+            x, state = self.lstm(x, state)
+        else:
+            x = self.plain(x)
+        return self.head(self.decoder(x, clean_features), x), state

@@ -1,0 +1,265 @@
+"""The two-stage recurrent deraining network (Sec. 4), its configuration and builders.
+
+Per frame t (``VideoDerainer.step``):
+
+    raw^S_t          = SF-DerainNet(O~_t)                          single-frame layers
+    B^S_t            = Eq. 6(O~_t, layers(raw^S_t))
+    F_t, B^{M,F}_{t-1}, O~^F_{t-1} = MF-AlignNet(B^M_{t-1}, B^S_t, O~_{t-1})
+    delta_t, (h, c)  = MF-DerainNet(B^S_t, B^{M,F}_{t-1}, O~_t, O~^F_{t-1}, (h, c))
+    raw^M_t          = raw^S_t + delta_t                           v^M = v^S + delta
+    B^M_t            = Eq. 6(O~_t, layers(raw^M_t))                the output
+
+At t = 0 the "previous" frame is the current one (B^S_0, O~_0) and the flow is zero.
+Ablations (Table 4): v1 no SF-DerainNet (raw^S is a fixed prior veil and B^S_t = O~_t), v2 no
+ConvLSTM, v3 no inverse recovery (B predicted directly), v4 no MF-AlignNet (previous frames
+unwarped), v5 the full model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from derain.convlstm import LSTMState
+from derain.flownet import PyramidFlowNet
+from derain.heads import layers_from_raw, prior_raw
+from derain.mf_alignnet import MFAlignNet
+from derain.mf_derainnet import MFDerainNet
+from derain.recovery import InverseRecovery
+from derain.sf_derainnet import SFDerainNet
+
+# Per size: default base channels, channel multipliers and residual blocks per U-Net scale
+# (full resolution first), and the flow net's pyramid levels, hidden channels and kernel.
+SIZES: dict[str, dict] = {
+    "small": dict(
+        base=16, mults=(1, 2, 4), n_res=(0, 1, 1),
+        flow_levels=4, flow_channels=(16, 32, 16), flow_kernel=5,
+    ),
+    "paper": dict(
+        base=64, mults=(1, 2, 4, 4), n_res=(2, 2, 2, 2),
+        flow_levels=5, flow_channels=(32, 64, 32, 16), flow_kernel=7,
+    ),
+}  # fmt: skip
+ABLATIONS: dict[str, dict[str, bool]] = {
+    "v1": {"use_sf": False},
+    "v2": {"use_lstm": False},
+    "v3": {"use_recovery": False},
+    "v4": {"use_align": False},
+    "v5": {},
+}
+LAYER_NAMES = ("S", "U", "beta", "R", "A")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network size and the ablation switches of Table 4.
+
+    size: "small" (CPU-trainable: 16 base channels, 3 scales) or "paper" (64 base channels, 4 scales).
+    base_channels: overrides the size's base channel count.
+    use_sf: False = v1, no SF-DerainNet stage (MF-DerainNet works from the rain frames alone).
+    use_lstm: False = v2, a plain conv instead of the ConvLSTM (no memory across frames).
+    use_recovery: False = v3, no inverse recovery (the network predicts B directly).
+    use_align: False = v4, no MF-AlignNet (previous frames unwarped).
+    """
+
+    size: str = "small"
+    base_channels: int | None = None
+    use_sf: bool = True
+    use_lstm: bool = True
+    use_recovery: bool = True
+    use_align: bool = True
+
+    def __post_init__(self):
+        if self.size not in SIZES:
+            raise ValueError(f"ModelConfig size must be one of {sorted(SIZES)}; got {self.size!r}")
+        if self.base_channels is not None and (
+            isinstance(self.base_channels, bool)
+            or not isinstance(self.base_channels, int)
+            or self.base_channels < 1
+        ):
+            raise ValueError(
+                f"ModelConfig base_channels must be a positive int or None; got {self.base_channels!r}"
+            )
+        for name in ("use_sf", "use_lstm", "use_recovery", "use_align"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"ModelConfig {name} must be true or false; got {getattr(self, name)!r}"
+                )
+
+    @classmethod
+    def ablation(cls, name: str, **kw) -> ModelConfig:
+        """The paper's Table 4 variants: "v1".."v4" switch one part off, "v5" is the full model."""
+        if name not in ABLATIONS:
+            raise ValueError(f"unknown ablation {name!r}; allowed: {', '.join(ABLATIONS)}")
+        return cls(**{**ABLATIONS[name], **kw})
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        """Channels per U-Net scale."""
+        spec = SIZES[self.size]
+        base = self.base_channels or spec["base"]
+        return tuple(base * m for m in spec["mults"])
+
+    @property
+    def n_res(self) -> tuple[int, ...]:
+        """Residual blocks per U-Net scale."""
+        return SIZES[self.size]["n_res"]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - allowed)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig keys {unknown}; allowed: {sorted(allowed)}")
+        return cls(**d)
+
+
+@dataclass
+class State:
+    """Recurrent state between frames of one video.
+
+    clean_prev: B^M_{t-1} (N,3,H,W), None before the first frame.
+    rain_prev: O~_{t-1} (N,3,H,W), None before the first frame.
+    lstm: ConvLSTM (h, c), each (N,C,H/2^(L-1),W/2^(L-1)) float32; None without the LSTM (v2).
+    Gradients flow through the state; ``detach()`` truncates backpropagation through time.
+    """
+
+    clean_prev: torch.Tensor | None
+    rain_prev: torch.Tensor | None
+    lstm: LSTMState | None
+
+    def detach(self) -> State:
+        def d(x):
+            return None if x is None else x.detach()
+
+        lstm = None if self.lstm is None else (self.lstm[0].detach(), self.lstm[1].detach())
+        return State(d(self.clean_prev), d(self.rain_prev), lstm)
+
+
+def build_flownet(config: ModelConfig | dict | None = None, **overrides) -> PyramidFlowNet:
+    """The flow net of a model of this configuration (for flow pretraining on its own)."""
+    spec = SIZES[_config(config, overrides).size]
+    return PyramidFlowNet(spec["flow_levels"], spec["flow_channels"], spec["flow_kernel"])
+
+
+class VideoDerainer(nn.Module):
+    """Two-stage recurrent video deraining network.
+
+    ``step`` runs one frame and returns a dict, all float32:
+        "B"     B^M_t, the final clean estimate (N,3,H,W), NOT clamped (clamp to [0,1] for display
+                or metrics; training uses the unclamped values)
+        "B_S"   B^S_t, the single-frame estimate (N,3,H,W)          -- absent without SF-DerainNet (v1)
+        "S_S", "U_S", "beta_S" (N,1,H,W), "R_S" (N,3,H,W), "A_S" (N,3,1,1): SF layers -- absent in v1
+        "S_M", "U_M", "beta_M", "R_M", "A_M": the MF layers, same shapes
+        "flow"  F_t (N,2,H,W), backward flow from B^M_{t-1} to B^S_t in pixels; zeros at t = 0 and
+                without MF-AlignNet (v4)
+    ``forward`` runs a clip (N,T,3,H,W) and stacks the same keys on dim 1, e.g. "B" (N,T,3,H,W).
+    H and W must be multiples of ``size_multiple`` (pad with derain.InputPadder).
+    """
+
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__()
+        config = config or ModelConfig()
+        self.config = config
+        direct = not config.use_recovery
+        self.sf = (
+            SFDerainNet(config.channels, config.n_res, direct=direct) if config.use_sf else None
+        )
+        # Always built: L_Opt-Reg uses the flow net even when frames are not aligned (v4), where
+        # it is a fixed regulariser (pretrained weights loaded into it) and takes no gradients.
+        self.align = MFAlignNet(build_flownet(config))
+        if not config.use_align:
+            self.align.requires_grad_(False)
+        self.mf = MFDerainNet(
+            config.channels, config.n_res, use_lstm=config.use_lstm, direct=direct
+        )
+        self.recovery = InverseRecovery(enabled=config.use_recovery)
+        self.size_multiple = max(2 ** (len(config.channels) - 1), self.flownet.size_multiple)
+
+    @property
+    def flownet(self) -> PyramidFlowNet:
+        return self.align.flownet
+
+    def _check(self, rain: torch.Tensor, dims: int, what: str) -> None:
+        if rain.dim() != dims or rain.shape[-3] != 3:
+            raise ValueError(
+                f"{what} must be {'(N,T,3,H,W)' if dims == 5 else '(N,3,H,W)'}; got {tuple(rain.shape)}"
+            )
+        h, w = rain.shape[-2:]
+        if h % self.size_multiple or w % self.size_multiple:
+            raise ValueError(
+                f"{what}: H and W must be multiples of {self.size_multiple}; got {h}x{w} "
+                f"(pad with derain.InputPadder(shape, multiple={self.size_multiple}))"
+            )
+
+    def init_state(self, rain_t: torch.Tensor) -> State:
+        """State for a new video; rain_t (N,3,H,W), its first frame, sizes it."""
+        self._check(rain_t, 4, "rain_t")
+        return State(None, None, self.mf.init_state(rain_t))
+
+    def step(self, rain_t: torch.Tensor, state: State) -> tuple[dict[str, torch.Tensor], State]:
+        """One frame O~_t (N,3,H,W) in [0,1] -> (outputs, see the class docstring; next state)."""
+        self._check(rain_t, 4, "rain_t")
+        direct = not self.config.use_recovery
+        out: dict[str, torch.Tensor] = {}
+        if self.sf is not None:
+            raw_s = self.sf(rain_t)
+            layers_s = layers_from_raw(raw_s)
+            clean_s = self.recovery(rain_t, layers_s)
+            out["B_S"] = clean_s
+            out.update({f"{k}_S": layers_s[k] for k in LAYER_NAMES})
+        else:
+            raw_s, clean_s = prior_raw(rain_t, direct), rain_t.float()
+
+        n, _, h, w = rain_t.shape
+        flow = rain_t.new_zeros(n, 2, h, w, dtype=torch.float32)
+        if state.clean_prev is None:
+            clean_prev, rain_prev = clean_s, rain_t
+        elif self.config.use_align:
+            flow, clean_prev, rain_prev = self.align(state.clean_prev, clean_s, state.rain_prev)
+        else:
+            clean_prev, rain_prev = state.clean_prev, state.rain_prev
+
+        delta, lstm = self.mf(clean_s, clean_prev, rain_t, rain_prev, state.lstm)
+        layers_m = layers_from_raw({k: raw_s[k] + delta[k] for k in raw_s})  # v^M = v^S + delta
+        clean_m = self.recovery(rain_t, layers_m)
+        out["B"] = clean_m
+        out.update({f"{k}_M": layers_m[k] for k in LAYER_NAMES})
+        out["flow"] = flow
+        return out, State(clean_m, rain_t, lstm)
+
+    def forward(self, rain: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A clip O~ (N,T,3,H,W) in [0,1] -> step's outputs stacked on dim 1 (N,T,...)."""
+        self._check(rain, 5, "rain")
+        state = self.init_state(rain[:, 0])
+        steps = []
+        for t in range(rain.shape[1]):
+            out, state = self.step(rain[:, t], state)
+            steps.append(out)
+        return {k: torch.stack([s[k] for s in steps], dim=1) for k in steps[0]}
+
+
+def _config(config: ModelConfig | dict | None, overrides: dict) -> ModelConfig:
+    if config is None:
+        config = ModelConfig()
+    elif isinstance(config, dict):
+        config = ModelConfig.from_dict(config)
+    elif not isinstance(config, ModelConfig):
+        raise TypeError(
+            f"config must be a ModelConfig, a dict or None; got {type(config).__name__}"
+        )
+    if overrides:
+        config = ModelConfig.from_dict({**config.to_dict(), **overrides})
+    return config
+
+
+def build_model(config: ModelConfig | dict | None = None, **overrides) -> VideoDerainer:
+    """A VideoDerainer from a config (or its dict), with keyword overrides, e.g.
+    ``build_model(size="paper")``, ``build_model(ModelConfig.ablation("v2"), base_channels=8)``."""
+    return VideoDerainer(_config(config, overrides))

@@ -1,0 +1,37 @@
+"""SF-DerainNet (Sec. 4): single-frame estimate of the rain layers of O~_t.
+
+A U-Net: stride-2 convs down, transposed convs up, residual blocks within encoder and decoder,
+encoder -> decoder skips. Pixel heads give S, U, beta, R at full resolution; the global light A
+comes from the pooled coarsest features. The inverse recovery (Eq. 6) then gives B^S_t.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from derain.blocks import Decoder, Encoder
+from derain.heads import LayerHead
+
+
+class SFDerainNet(nn.Module):
+    """O~_t (N,3,H,W) -> raw layer variables (see derain.heads), H, W multiples of 2^(L-1).
+
+    Args:
+        channels: (c_0, ..., c_{L-1}) channels per scale, L scales.
+        n_res: residual blocks per scale (L values), in the encoder and in the decoder.
+        direct: also predict B directly (ablation v3).
+    """
+
+    def __init__(self, channels: Sequence[int], n_res: Sequence[int], direct: bool = False):
+        super().__init__()
+        self.encoder = Encoder(3, channels, n_res)
+        self.decoder = Decoder(channels, n_res)
+        self.head = LayerHead(channels[0], channels[-1], direct=direct, prior=True)
+
+    def forward(self, rain: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.encoder(rain)
+        coarsest = features[-1]
+        return self.head(self.decoder(coarsest, features[:-1]), coarsest)
