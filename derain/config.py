@@ -1,0 +1,365 @@
+"""Training configuration: one TOML file, five sections, each a frozen dataclass.
+
+    [model]  -> derain.model.ModelConfig   (plus ``variant = "v1".."v5"``: start from an ablation)
+    [loss]   -> derain.losses.LossConfig
+    [data]   -> DataConfig    which clips, how they are cut and augmented, batch size
+    [optim]  -> OptimConfig   AdamW, learning-rate schedule, gradient clipping, iterations
+    [run]    -> RunConfig     output folder, seed, checkpoint/log/eval cadence, device, bf16
+
+    config = TrainConfig.load("derain/configs/small.toml", overrides=["optim.lr=1e-4"])
+
+Every key is checked: an unknown key, a value of the wrong type or out of range raises
+ConfigError naming the file, the section, the key and what is allowed. Relative paths in the
+file (datasets, out, flow_init) are taken relative to the current working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from rainsynth.errors import RainsynthError
+
+SCHEDULES = ("cosine", "step", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(RainsynthError):
+    """A training config file or override is malformed, has an unknown key or a bad value."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where training clips come from and how they are cut.
+
+    datasets: folders built by ``rainsynth build`` (ignored when online); split: which split of
+    them; presets: which presets (empty = all). frames: clip length T; crop: (H, W) random crop;
+    hflip / vflip / reverse: random horizontal flip, vertical flip (off by default: rain falls
+    down), temporal reversal. online: render fresh rain every epoch over clean clips of
+    ``online_source`` (its folder ``online_root``, "" for builtin; ``online_clips`` builtin
+    synthetic clips; frames resized to ``online_size``) with ``online_presets``.
+    eval_dataset: a built dataset scored every ``run.eval_every`` iterations on its
+    ``eval_split`` (first ``eval_clips`` clips); empty = no evaluation.
+    """
+
+    datasets: tuple[str, ...] = ()
+    split: str = "train"
+    presets: tuple[str, ...] = ()
+    frames: int = 5
+    crop: tuple[int, int] = (64, 64)
+    batch_size: int = 4
+    workers: int = 0
+    hflip: bool = True
+    vflip: bool = False
+    reverse: bool = True
+    online: bool = False
+    online_source: str = "builtin"
+    online_root: str = ""
+    online_presets: tuple[str, ...] = ("light", "heavy")
+    online_clips: int = 64
+    online_size: tuple[int, int] = (128, 128)
+    eval_dataset: str = ""
+    eval_split: str = "test"
+    eval_clips: int = 4
+
+    def __post_init__(self) -> None:
+        _check(self.frames >= 2, "frames", "an integer >= 2", self.frames)
+        _check(len(self.crop) == 2 and min(self.crop) >= 8, "crop", "[H, W], each >= 8", self.crop)
+        _check(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+        _check(self.workers >= 0, "workers", "an integer >= 0", self.workers)
+        _check(self.online_clips >= 1, "online_clips", "an integer >= 1", self.online_clips)
+        _check(self.eval_clips >= 1, "eval_clips", "an integer >= 1", self.eval_clips)
+        if self.online:
+            size_ok = len(self.online_size) == 2 and all(
+                s >= c for s, c in zip(self.online_size, self.crop, strict=False)
+            )
+            crop = list(self.crop)
+            _check(size_ok, "online_size", f"[H, W], each >= crop {crop}", self.online_size)
+            _check(bool(self.online_presets), "online_presets", "a non-empty list", [])
+        else:
+            _check(bool(self.datasets), "datasets", "a non-empty list (or online = true)", [])
+        _check(
+            all(isinstance(d, str) for d in self.datasets),
+            "datasets",
+            "folder paths",
+            self.datasets,
+        )
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW and its learning-rate schedule.
+
+    schedule: "cosine" (from lr down to lr * min_lr_ratio), "step" (times gamma every
+    step_every iterations) or "constant"; all after a linear warmup of ``warmup`` iterations.
+    grad_clip: max global gradient norm (0 = off).
+    """
+
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    iterations: int = 2000
+    schedule: str = "cosine"
+    warmup: int = 0
+    min_lr_ratio: float = 0.01
+    step_every: int = 1000
+    gamma: float = 0.5
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0 and math.isfinite(self.lr), "lr", "a positive number", self.lr)
+        _check(
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+            "betas",
+            "[b1, b2] in [0, 1)",
+            self.betas,
+        )
+        _check(self.weight_decay >= 0, "weight_decay", "a number >= 0", self.weight_decay)
+        _check(self.iterations >= 1, "iterations", "an integer >= 1", self.iterations)
+        _check(self.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}", self.schedule)
+        _check(self.warmup >= 0, "warmup", "an integer >= 0", self.warmup)
+        _check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "in [0, 1]", self.min_lr_ratio)
+        _check(self.step_every >= 1, "step_every", "an integer >= 1", self.step_every)
+        _check(0 < self.gamma <= 1, "gamma", "in (0, 1]", self.gamma)
+        _check(self.grad_clip >= 0, "grad_clip", "a number >= 0 (0 = off)", self.grad_clip)
+
+    def lr_factor(self, iteration: int) -> float:
+        """Multiplier of ``lr`` for the update made at 0-based ``iteration``."""
+        if iteration < self.warmup:
+            return (iteration + 1) / self.warmup
+        if self.schedule == "step":
+            return self.gamma ** ((iteration - self.warmup) // self.step_every)
+        if self.schedule == "cosine":
+            span = max(self.iterations - self.warmup, 1)
+            progress = min((iteration - self.warmup) / span, 1.0)
+            cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+            return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine
+        return 1.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Output, seed and cadence.
+
+    out: run folder (checkpoints, log.csv, config.toml, model.safetensors). checkpoint_every /
+    log_every / eval_every: in iterations (eval_every = 0: no evaluation); keep_checkpoints: how
+    many recent checkpoints stay on disk. device: "auto" (CUDA when present) | "cpu" | "cuda";
+    amp: bf16 autocast on CUDA (no effect on CPU). flow_init: weights written by
+    ``rainsynth pretrain-flow`` to initialise MF-AlignNet's flow network ("" = from scratch).
+    """
+
+    out: str = "runs/small"
+    seed: int = 0
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    eval_every: int = 0
+    device: str = "auto"
+    amp: bool = True
+    flow_init: str = ""
+
+    def __post_init__(self) -> None:
+        _check(bool(self.out), "out", "a folder path", self.out)
+        _check(self.seed >= 0, "seed", "an integer >= 0", self.seed)
+        _check(self.checkpoint_every >= 1, "checkpoint_every", ">= 1", self.checkpoint_every)
+        _check(self.keep_checkpoints >= 1, "keep_checkpoints", ">= 1", self.keep_checkpoints)
+        _check(self.log_every >= 1, "log_every", "an integer >= 1", self.log_every)
+        _check(self.eval_every >= 0, "eval_every", "an integer >= 0", self.eval_every)
+        _check(self.device in DEVICES, "device", f"one of {DEVICES}", self.device)
+
+
+_SECTIONS = {"data": DataConfig, "optim": OptimConfig, "run": RunConfig}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The whole training recipe; ``source`` is the file it was read from (for messages)."""
+
+    model: Any = None
+    loss: Any = None
+    data: DataConfig = field(default_factory=lambda: DataConfig(datasets=("data",)))
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    source: str = "<dict>"
+
+    def __post_init__(self) -> None:
+        from derain.losses import LossConfig
+        from derain.model import ModelConfig
+
+        if self.model is None:
+            object.__setattr__(self, "model", ModelConfig())
+        if self.loss is None:
+            object.__setattr__(self, "loss", LossConfig())
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+        """Read a TOML config, apply ``section.key=value`` overrides (TOML values), validate."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        for item in overrides:
+            apply_override(data, item)
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>") -> TrainConfig:
+        """Build from plain sections; raises ConfigError naming ``source`` on any bad entry."""
+        from derain.losses import LossConfig
+        from derain.model import ModelConfig
+
+        if not isinstance(data, dict):
+            raise ConfigError(f"config {source}: expected a table of sections, got {data!r}")
+        allowed = ("model", "loss", *_SECTIONS)
+        for name, value in data.items():
+            if name not in allowed:
+                raise ConfigError(
+                    f"config {source}: unknown section [{name}]; allowed: {', '.join(allowed)}"
+                )
+            if not isinstance(value, dict):
+                raise ConfigError(f"config {source}: [{name}] must be a table, got {value!r}")
+        model = _model_config(ModelConfig, dict(data.get("model", {})), source)
+        loss = _section(LossConfig, dict(data.get("loss", {})), "loss", source, LossConfig())
+        parts = {
+            name: _section(kind, dict(data.get(name, {})), name, source)
+            for name, kind in _SECTIONS.items()
+        }
+        return cls(model=model, loss=loss, source=source, **parts)
+
+    def replace(self, **sections: dict) -> TrainConfig:
+        """A copy with some fields of some sections changed: ``replace(run={"out": "x"})``."""
+        changes = {}
+        for name, values in sections.items():
+            try:
+                changes[name] = dataclasses.replace(getattr(self, name), **values)
+            except ValueError as exc:
+                raise ConfigError(f"config {self.source}: {exc}") from None
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """Plain, JSON/TOML-able sections (the inverse of :meth:`from_dict`)."""
+        out = {"model": self.model.to_dict(), "loss": self.loss.to_dict()}
+        for name in _SECTIONS:
+            out[name] = {k: _plain(v) for k, v in dataclasses.asdict(getattr(self, name)).items()}
+        return out
+
+    def to_toml(self) -> str:
+        """The config as TOML text that :meth:`load` reads back to an equal config."""
+        lines = []
+        for name, values in self.to_dict().items():
+            lines.append(f"[{name}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
+            lines.append("")
+        return "\n".join(lines)
+
+
+def apply_override(data: dict, item: str) -> None:
+    """Apply one ``section.key=value`` override (value in TOML syntax, bare words as strings)."""
+    target, sep, text = item.partition("=")
+    section, dot, key = target.strip().partition(".")
+    if not sep or not dot or not key:
+        raise ConfigError(f"override {item!r} must look like section.key=value, e.g. optim.lr=1e-4")
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()
+    data.setdefault(section, {})[key] = value
+
+
+def _model_config(kind: type, values: dict, source: str) -> Any:
+    """[model]: optional ``variant`` (Table 4 ablation "v1".."v5"), then field overrides."""
+    variant = values.pop("variant", None)
+    try:
+        base = kind() if variant is None else kind.ablation(variant)
+    except ValueError as exc:
+        raise ConfigError(f"config {source}: [model] variant: {exc}") from None
+    return _section(kind, values, "model", source, base)
+
+
+def _section(kind: type, values: dict, name: str, source: str, base: Any = None) -> Any:
+    """Check keys and types of one section against the dataclass ``kind`` and build it."""
+    fields = {f.name: f for f in dataclasses.fields(kind)}
+    defaults = base if base is not None else None
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(
+                f"config {source}: unknown key {key!r} in [{name}]; "
+                f"allowed: {', '.join(fields)}" + (", variant" if name == "model" else "")
+            )
+        reference = getattr(defaults, key) if defaults is not None else _default(fields[key])
+        values[key] = _coerce(value, reference, f"config {source}: [{name}] {key}")
+    try:
+        if base is not None:
+            return dataclasses.replace(base, **values)
+        return kind(**values)
+    except (ValueError, TypeError) as exc:  # ConfigError from __post_init__, ValueError from others
+        raise ConfigError(f"config {source}: [{name}] {exc}") from None
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _coerce(value: Any, reference: Any, where: str) -> Any:
+    """Match ``value`` to the type of the default ``reference`` (lists become tuples)."""
+    if reference is None:
+        return value
+    if isinstance(reference, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if isinstance(reference, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if isinstance(reference, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(reference, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    if isinstance(reference, tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        if reference:
+            return tuple(_coerce(v, reference[0], where) for v in value)
+        return tuple(value)
+    return value
+
+
+def _check(ok: bool, key: str, allowed: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{key} must be {allowed}, got {_plain(value)!r}")
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {value!r} to TOML")

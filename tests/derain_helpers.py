@@ -1,0 +1,62 @@
+"""Shared pieces of the derain tests: a tiny dataset and a tiny training config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import rainsynth
+from rainsynth.dataset import write_clip
+from rainsynth.sources import open_source
+
+TINY_MODEL = {"size": "small", "base_channels": 4}
+
+
+def make_dataset(
+    root: Path, *, frames: int = 4, size: tuple[int, int] = (48, 64), clips: int = 3
+) -> Path:
+    """Write a tiny dataset (train and test splits, presets heavy and light) from the builtin
+    source with the dataset writer: `clips` clips per split and preset, exact flow stored."""
+    source = open_source("builtin", frames=frames, size=size, seed=0, count=2 * clips)
+    refs = source.sequences()
+    index = 0
+    for split in ("train", "test"):
+        for preset in ("heavy", "light"):
+            for _ in range(clips):
+                sequence = source.read(refs[index])
+                params = rainsynth.sample_params(
+                    preset, seed=0, shape=sequence.frames.shape[:3], clip=index
+                )
+                rendered = rainsynth.render(sequence.frames, params)
+                write_clip(
+                    root / split / preset / f"clip{index:03d}",
+                    rain=rendered.rain,
+                    clean=sequence.frames,
+                    layers=rendered.layers,
+                    params=params,
+                    flow=sequence.flow,
+                    info={"shape": list(sequence.frames.shape[:3]), "source": sequence.ref.key},
+                )
+                index += 1
+    return root
+
+
+def tiny_config(data: Path, out: Path, **sections: dict) -> dict:
+    """Config sections of a tiny, seconds-long CPU training run on ``data``."""
+    config = {
+        "model": dict(TINY_MODEL),
+        "loss": {"rect": 1.0, "var": 0.1, "opt_fine": 0.1, "opt_reg": 0.01, "flow_sup": 0.1},
+        "data": {"datasets": [str(data)], "frames": 3, "crop": [32, 32], "batch_size": 2},
+        "optim": {"lr": 2e-3, "iterations": 6, "warmup": 2},
+        "run": {"out": str(out), "checkpoint_every": 3, "log_every": 1, "device": "cpu"},
+    }
+    for name, values in sections.items():
+        config[name] = {**config[name], **values}
+    return config
+
+
+def write_toml(path: Path, config: dict) -> Path:
+    """Write a config dict of sections as TOML (through TrainConfig, which validates it)."""
+    from derain.config import TrainConfig
+
+    path.write_text(TrainConfig.from_dict(config).to_toml(), encoding="utf-8")
+    return path
