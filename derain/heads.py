@@ -38,7 +38,7 @@ class LayerHead(nn.Module):
         channels: channels of the full-resolution features (N, channels, H, W).
         pooled_channels: channels of the coarse features pooled for the global light A.
         direct: also predict B directly (ablation v3, no inverse recovery).
-        prior: start at the prior veil (SF-DerainNet); else start near zero (MF-DerainNet's deltas).
+        prior: start near the prior veil (SF-DerainNet); else near zero (MF-DerainNet's deltas).
     """
 
     def __init__(self, channels: int, pooled_channels: int, direct: bool, prior: bool):
@@ -46,18 +46,15 @@ class LayerHead(nn.Module):
         self.names = dict(PIXEL_CHANNELS, **({"B": 3} if direct else {}))
         self.pixel = nn.Conv2d(channels, sum(self.names.values()), 3, padding=1)
         self.light = nn.Linear(pooled_channels, 4)
-        with torch.no_grad():
+        with torch.no_grad():  # start close to the prior veil (or, for deltas, to zero)
+            for layer in (self.pixel, self.light):
+                layer.weight.mul_(0.1)
+                layer.bias.zero_()
             if prior:
-                start = 0
-                for name, n in self.names.items():
-                    if name == "beta":
-                        self.pixel.bias[start : start + n] = _logit(PRIOR_BETA)
-                    start += n
+                names = list(self.names)
+                beta = sum(self.names[k] for k in names[: names.index("beta")])  # its channel
+                self.pixel.bias[beta] = _logit(PRIOR_BETA)
                 self.light.bias[0] = _logit(PRIOR_LIGHT)
-            else:
-                for layer in (self.pixel, self.light):
-                    layer.weight.mul_(0.1)
-                    layer.bias.zero_()
 
     def forward(self, features: torch.Tensor, coarse: torch.Tensor) -> dict[str, torch.Tensor]:
         """features (N,C,H,W), coarse (N,C',h,w) -> raw variables (shapes in the module docstring)."""

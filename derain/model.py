@@ -187,9 +187,10 @@ class VideoDerainer(nn.Module):
         return self.align.flownet
 
     def _check(self, rain: torch.Tensor, dims: int, what: str) -> None:
-        if rain.dim() != dims or rain.shape[-3] != 3:
+        if rain.dim() != dims or rain.shape[-3] != 3 or not rain.is_floating_point():
             raise ValueError(
-                f"{what} must be {'(N,T,3,H,W)' if dims == 5 else '(N,3,H,W)'}; got {tuple(rain.shape)}"
+                f"{what} must be a float tensor {'(N,T,3,H,W)' if dims == 5 else '(N,3,H,W)'} "
+                f"in [0, 1]; got {tuple(rain.shape)} {rain.dtype}"
             )
         h, w = rain.shape[-2:]
         if h % self.size_multiple or w % self.size_multiple:
@@ -206,6 +207,11 @@ class VideoDerainer(nn.Module):
     def step(self, rain_t: torch.Tensor, state: State) -> tuple[dict[str, torch.Tensor], State]:
         """One frame O~_t (N,3,H,W) in [0,1] -> (outputs, see the class docstring; next state)."""
         self._check(rain_t, 4, "rain_t")
+        if state.rain_prev is not None and state.rain_prev.shape != rain_t.shape:
+            raise ValueError(
+                f"the state holds frames of shape {tuple(state.rain_prev.shape)}, this frame is "
+                f"{tuple(rain_t.shape)}: start a new video with init_state"
+            )
         direct = not self.config.use_recovery
         out: dict[str, torch.Tensor] = {}
         if self.sf is not None:

@@ -7,7 +7,7 @@ frame_t(x, y) ~= frame_{t-1}(x + dx, y + dy), so ``warp(frame_{t-1}, flow) ~= fr
 Sampling is bilinear with ``grid_sample(align_corners=True)``: pixel index x maps to the
 normalised coordinate 2 x / (W - 1) - 1, so pixel centres sit exactly on the grid and an
 integer flow moves an image by exactly that many pixels. Outside the frame the border pixel
-is repeated. Warping runs in float32 (outside autocast) for sub-pixel accuracy.
+is repeated. Warping runs in float32, also under autocast, for sub-pixel accuracy.
 """
 
 from __future__ import annotations
@@ -43,13 +43,13 @@ def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
             f"warp: image {tuple(image.shape)} and flow {tuple(flow.shape)} differ in N, H or W"
         )
     h, w = image.shape[-2:]
-    with torch.autocast(device_type=image.device.type, enabled=False):
-        pos = sample_grid(flow)
-        scale = pos.new_tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)]).view(1, 2, 1, 1)
-        grid = (pos * scale - 1.0).permute(0, 2, 3, 1)
-        return F.grid_sample(
-            image.float(), grid, mode="bilinear", padding_mode="border", align_corners=True
-        )
+    pos = sample_grid(flow)
+    scale = pos.new_tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)]).view(1, 2, 1, 1)
+    grid = (pos * scale - 1.0).permute(0, 2, 3, 1)
+    # float32 inputs: autocast leaves grid_sample in float32 (its fp32 list on CPU and CUDA).
+    return F.grid_sample(
+        image.float(), grid, mode="bilinear", padding_mode="border", align_corners=True
+    )
 
 
 def in_frame(flow: torch.Tensor) -> torch.Tensor:

@@ -275,6 +275,11 @@ def test_bad_input_is_a_clear_error():
         model(torch.rand(1, 3, 32, 32))
     with pytest.raises(ValueError, match=r"\(N,3,H,W\)"):
         model.step(torch.rand(1, 4, 32, 32), model.init_state(torch.rand(1, 3, 32, 32)))
+    with pytest.raises(ValueError, match="float"):
+        model(torch.zeros(1, 2, 3, 32, 32, dtype=torch.uint8))
+    _, state = model.step(torch.rand(1, 3, 32, 32), model.init_state(torch.rand(1, 3, 32, 32)))
+    with pytest.raises(ValueError, match="init_state"):
+        model.step(torch.rand(1, 3, 32, 48), state)
 
 
 def test_model_config_ablations_and_round_trip():
