@@ -61,9 +61,7 @@ class PyramidFlowNet(nn.Module):
             raise ValueError(f"PyramidFlowNet needs levels >= 1; got {levels}")
         self.levels = levels
         self.size_multiple = 2**levels
-        self.stages = nn.ModuleList(
-            FlowLevel(channels, kernel) for _ in range(levels)
-        )  # coarse first
+        self.stages = nn.ModuleList(FlowLevel(channels, kernel) for _ in range(levels))  # G_K..G_1
 
     def forward(self, prev: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
         """prev = frame_{t-1}, cur = frame_t, (N,3,H,W) in [0,1] -> flow (N,2,H,W) float32, pixels."""
@@ -76,8 +74,8 @@ class PyramidFlowNet(nn.Module):
         pyramid = [(F.avg_pool2d(prev - 0.5, 2), F.avg_pool2d(cur - 0.5, 2))]
         for _ in range(self.levels - 1):
             pyramid.append(tuple(F.avg_pool2d(x, 2) for x in pyramid[-1]))
-        p, c = pyramid[-1]
-        flow = cur.new_zeros(c.shape[0], 2, *c.shape[-2:], dtype=torch.float32)
+        coarsest = pyramid[-1][1]
+        flow = cur.new_zeros(coarsest.shape[0], 2, *coarsest.shape[-2:], dtype=torch.float32)
         for k, stage in enumerate(self.stages):
             p, c = pyramid[-1 - k]
             if k > 0:

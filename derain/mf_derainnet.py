@@ -25,7 +25,8 @@ class MFDerainNet(nn.Module):
     Args:
         channels: (c_0, ..., c_{L-1}) channels per scale, L >= 2 scales.
         n_res: residual blocks per scale (L values).
-        use_lstm: ConvLSTM at the coarsest scale (False, ablation v2: a plain conv, no memory).
+        use_lstm: ConvLSTM at the coarsest scale (False, ablation v2: a plain conv, so the only
+            link between frames is the aligned previous frame).
         direct: also predict B directly (ablation v3).
     """
 

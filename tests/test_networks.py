@@ -327,3 +327,23 @@ def test_convlstm_state_update():
     h, (h2, c) = cell(x, cell.init_state(x))
     assert h.shape == c.shape == (2, 5, 6, 7) and h is h2
     assert h.abs().max() < 1 and c.abs().sum() > 0
+
+
+def test_flownet_learns_a_known_shift():
+    torch.manual_seed(0)
+    net = build_flownet()
+    g = torch.Generator().manual_seed(0)
+    scene = torch.nn.functional.interpolate(
+        torch.rand(2, 3, 12, 14, generator=g), size=(48, 56), mode="bilinear"
+    )
+    prev, cur = scene[..., 4:36, 4:52], scene[..., 5:37, 2:50]  # cur(x, y) = prev(x - 2, y + 1)
+    flow_gt = torch.tensor([-2.0, 1.0]).view(1, 2, 1, 1).expand(2, 2, 32, 48)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    errors = []
+    for _ in range(30):
+        error = (net(prev, cur) - flow_gt).norm(dim=1).mean()
+        optimizer.zero_grad()
+        error.backward()
+        optimizer.step()
+        errors.append(error.item())
+    assert errors[-1] < 0.25 * errors[0], errors
