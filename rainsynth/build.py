@@ -15,13 +15,15 @@ place. Jobs run in-process (``workers=1``), on a local process pool, or on a Das
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import multiprocessing
 import os
 import re
 import shlex
+import signal
+import sys
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +44,7 @@ GENERATOR = f"rainsynth {rainsynth.__version__}"
 MANIFEST = "manifest.json"
 LOCK = ".rainsynth-build.lock"
 ON_ERROR = ("fail", "skip")
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -81,22 +84,23 @@ class SourceSpec:
     count: int | None
 
     def open(self):
-        """The opened source, cached per process."""
-        return _open_source(self)
+        """The opened source, cached per thread (sources keep decoders that are not shared)."""
+        cache = _SOURCES.__dict__.setdefault("sources", {})
+        if self not in cache:
+            cache[self] = open_source(
+                self.name,
+                root=self.root,
+                frames=self.frames,
+                stride=self.stride,
+                size=self.size,
+                resize=self.resize,
+                seed=self.seed,
+                count=self.count,
+            )
+        return cache[self]
 
 
-@functools.lru_cache(maxsize=4)
-def _open_source(spec: SourceSpec):
-    return open_source(
-        spec.name,
-        root=spec.root,
-        frames=spec.frames,
-        stride=spec.stride,
-        size=spec.size,
-        resize=spec.resize,
-        seed=spec.seed,
-        count=spec.count,
-    )
+_SOURCES = threading.local()
 
 
 @dataclass(frozen=True)
@@ -306,9 +310,16 @@ def _one_numba_thread() -> Iterator[None]:
         numba.set_num_threads(previous)
 
 
-def _init_worker() -> None:
-    """Process-pool worker setup: one OpenCV thread (the processes give the parallelism)."""
+def _init_worker(parent: int) -> None:
+    """Process-pool worker setup: one OpenCV thread (the processes give the parallelism), and on
+    Linux, die with the build process, so a killed build leaves no worker writing behind it."""
     cv2.setNumThreads(1)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the build died before prctl took effect
+            os._exit(1)
 
 
 def run_jobs(
@@ -337,7 +348,9 @@ def _run_pool(jobs: list[Job], spec: SourceSpec, out: Path, workers: int) -> Ite
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
+    )
     try:
         futures = [pool.submit(build_clip, job, spec, str(out)) for job in jobs]
         for future in as_completed(futures):
@@ -387,10 +400,10 @@ def build(
     plan, options = make_plan(options)
     out = Path(out)
     with _locked(out):
+        records = _existing_records(plan, out)
         stale = dataset.remove_temp_folders(out) + _remove_temp_files(out)
         if stale:
             echo(f"removed {len(stale)} unfinished file(s) of an interrupted build")
-        records = _existing_records(plan, out)
         todo = [job for job in plan.jobs if job.index not in records]
         echo(
             f"{options.source}: {len({job.ref.key for job in plan.jobs})} sequences, "
@@ -413,23 +426,35 @@ def build(
                             f"skipped {result['skipped']['name']}: {result['skipped']['error']}"
                         )
                     bar.update()
+        clips = [records[i] for i in sorted(records)]
         manifest = {
             **plan.header,
-            "counts": _counts(records.values()),
-            "clips": [records[i] for i in sorted(records)],
+            "counts": _counts(clips),
+            "clips": clips,
             "skipped": [skipped[i] for i in sorted(skipped)],
         }
-        from rainsynth.card import write_card
-
-        write_card(out, manifest)
-        dataset.write_atomic(
-            out / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
-        )
+        _finish(out, manifest)
         echo(
             f"wrote {len(records)} clips" + (f", skipped {len(skipped)}" if skipped else "")
             + f" to {out} (manifest.json, README.md)"
         )  # fmt: skip
     return manifest
+
+
+def _finish(out: Path, manifest: dict) -> None:
+    """Write the dataset card, then the manifest (last: its presence marks a finished build).
+
+    Both are skipped when an identical manifest and the card are already there.
+    """
+    from rainsynth.card import CARD_FILES, write_card
+
+    data = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+    path = out / MANIFEST
+    card = [out / name for name in CARD_FILES] if manifest["clips"] else [out / CARD_FILES[0]]
+    if path.exists() and path.read_bytes() == data and all(p.exists() for p in card):
+        return
+    write_card(out, manifest)
+    dataset.write_atomic(path, data)
 
 
 def _record(info: dict) -> dict:
@@ -456,7 +481,8 @@ def _existing_records(plan: Plan, out: Path) -> dict[int, dict]:
     """Records of the clips already in `out`; RainsynthError when any comes from another build."""
     by_folder = {job.folder(out): job for job in plan.jobs}
     records = {}
-    for folder in sorted(p for p in out.glob("*/*/*") if p.is_dir()):
+    folders = out.glob("*/*/*")
+    for folder in sorted(p for p in folders if p.is_dir() and not _is_temp(p)):
         job = by_folder.get(folder)
         info = dataset.read_json(folder / dataset.CLIP_FILE) if job is not None else None
         if job is None or info.get("build") != plan.header["build"]:
@@ -470,15 +496,12 @@ def _existing_records(plan: Plan, out: Path) -> dict[int, dict]:
 
 @contextlib.contextmanager
 def _locked(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock file in `out` for the build; refuse folders that are not datasets."""
-    if out.exists() and not out.is_dir():
-        raise RainsynthError(f"--out {out} is a file; give a folder for the dataset")
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / MANIFEST).exists() and not (out / LOCK).exists():
-            raise RainsynthError(
-                f"--out {out} is a non-empty folder that is not a rainsynth dataset (no {MANIFEST}); "
-                "give a new or empty folder"
-            )
+    """Hold an exclusive lock file in `out` while building; refuse folders that are not datasets.
+
+    The lock file goes when the build ends, even on an error; one left by a killed build marks
+    the folder as an unfinished dataset.
+    """
+    _check_out(out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / LOCK, "a+b") as handle:
         try:
@@ -489,8 +512,29 @@ def _locked(out: Path) -> Iterator[None]:
             pass
         except OSError:
             raise RainsynthError(f"another rainsynth build is writing to {out}") from None
-        yield
-    (out / LOCK).unlink()
+        try:
+            yield
+        finally:
+            (out / LOCK).unlink(missing_ok=True)
+
+
+def _check_out(out: Path) -> None:
+    """RainsynthError unless `out` is missing, empty, or (part of) a rainsynth dataset."""
+    if out.exists() and not out.is_dir():
+        raise RainsynthError(f"--out {out} is a file; give a folder for the dataset")
+    entries = list(out.iterdir()) if out.is_dir() else []
+    names = {entry.name for entry in entries}
+    if MANIFEST in names or LOCK in names:
+        return
+    if not all(entry.is_dir() and entry.name in SIDES for entry in entries):
+        raise RainsynthError(
+            f"--out {out} is a non-empty folder that is not a rainsynth dataset (no {MANIFEST}); "
+            "give a new or empty folder"
+        )
+
+
+def _is_temp(path: Path) -> bool:
+    return path.name.startswith(dataset.TEMP_PREFIX)
 
 
 def _remove_temp_files(out: Path) -> list[Path]:

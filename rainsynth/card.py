@@ -18,6 +18,8 @@ from rainsynth import dataset
 from rainsynth.params import SECTIONS
 
 PREVIEW, HISTOGRAMS, CARD = "preview.png", "parameters.png", "README.md"
+CARD_FILES = (CARD, PREVIEW, HISTOGRAMS)
+"""The files of the card (the images only when the dataset has clips)."""
 PREVIEW_WIDTH = 320
 """Width of one frame in the preview image, px."""
 
@@ -52,17 +54,19 @@ def histograms_png(records: list[dict], params: list[dict]) -> bytes:
     presets = list(dict.fromkeys(record["preset"] for record in records))
     columns = 5
     rows = -(-len(fields) // columns)
-    figure = Figure(figsize=(3.2 * columns, 2.3 * rows), dpi=80, layout="constrained")
+    figure = Figure(figsize=(3.2 * columns, 2.2 * rows), dpi=72)
+    figure.subplots_adjust(left=0.03, right=0.99, bottom=0.04, top=0.93, wspace=0.22, hspace=0.45)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for ax, (section, key) in zip(axes, fields, strict=False):
         values = np.array([p[section][key] for p in params], np.float64)
         lo, hi = float(values.min()), float(values.max())
-        bins = np.linspace(lo, hi, 13) if hi > lo else np.array([lo - 0.5, lo + 0.5])
+        edges = np.linspace(lo, hi, 13) if hi > lo else np.array([lo - 0.5, lo + 0.5])
         for preset in presets:
             mine = [v for v, r in zip(values, records, strict=True) if r["preset"] == preset]
-            ax.hist(mine, bins=bins, alpha=0.6, label=preset)
+            ax.stairs(np.histogram(mine, edges)[0], edges, fill=True, alpha=0.6, label=preset)
         ax.set_title(f"{section}.{key}", fontsize=9)
         ax.tick_params(labelsize=7)
+        ax.locator_params(nbins=4)
     for ax in axes[len(fields) :]:
         ax.set_visible(False)
     axes[0].legend(fontsize=7)
@@ -88,7 +92,7 @@ def preview_png(out: Path, records: list[dict]) -> bytes:
     width = max(row.shape[1] for row in rows)
     rows = [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0))) for row in rows]
     ok, encoded = cv2.imencode(
-        ".png", np.concatenate(rows, axis=0), [cv2.IMWRITE_PNG_COMPRESSION, 9]
+        ".png", np.concatenate(rows, axis=0), [cv2.IMWRITE_PNG_COMPRESSION, 6]
     )
     if not ok:
         raise OSError(f"could not encode {out / PREVIEW}")

@@ -247,7 +247,7 @@ class DatasetClip:
                     f"frame {path} is missing, unreadable or not {self.width}x{self.height}"
                 )
             cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
-            np.multiply(image, np.float32(1 / 255), out=out[t])
+            np.divide(image, np.float32(255), out=out[t])
         return out
 
 
