@@ -1,0 +1,347 @@
+"""Weights and training state on disk: safe to load, atomic to write, strict to check.
+
+- Weights: safetensors, with string metadata ``format`` ("rainsynth-derain" for the whole
+  network, "rainsynth-flownet" for a pretrained flow network), ``version`` (rainsynth's),
+  ``model_config`` (ModelConfig JSON: the file alone rebuilds its network), ``iteration`` and,
+  for training runs, ``train_config`` (JSON).
+- Training state (optimizer, scheduler, RNG states, iteration, elapsed seconds): a dict of
+  tensors and plain containers written with ``torch.save`` and read with
+  ``torch.load(weights_only=True)`` — never an arbitrary pickle.
+- Every write goes to a temporary file in the same folder, is flushed to disk, then renamed, so
+  a reader (or a resumed run) never sees half a file.
+- A malformed file, a missing or unexpected tensor, a shape mismatch or a model config other than
+  the expected one raises CheckpointError naming the file and what does not match.
+
+A run folder holds ``checkpoints/iter_NNNNNNNN.safetensors`` + ``iter_NNNNNNNN.state.pt`` pairs;
+:func:`latest_checkpoint` finds the newest complete pair.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+import rainsynth
+from rainsynth.errors import RainsynthError
+
+MODEL_FORMAT = "rainsynth-derain"
+FLOW_FORMAT = "rainsynth-flownet"
+BUNDLED_WEIGHTS = "weights/model.safetensors"
+_CHECKPOINT = re.compile(r"iter_(\d{8})\.safetensors$")
+
+
+class CheckpointError(RainsynthError):
+    """A weights or state file is missing, malformed, or does not match the network."""
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+    """Call ``write(temp_path)``, fsync, then rename to ``path`` (same folder): all or nothing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(temp)
+        with open(temp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def save_weights(
+    path: str | Path,
+    state_dict: Mapping[str, torch.Tensor],
+    model_config: Mapping[str, Any],
+    *,
+    iteration: int = 0,
+    kind: str = MODEL_FORMAT,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a state dict as safetensors with its metadata (``extra`` values JSON-encoded)."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    metadata = {
+        "format": kind,
+        "version": rainsynth.__version__,
+        "model_config": json.dumps(dict(model_config), sort_keys=True),
+        "iteration": str(int(iteration)),
+    }
+    for key, value in (extra or {}).items():
+        metadata[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return atomic_write(path, lambda temp: save_file(tensors, temp, metadata=metadata))
+
+
+def read_weights(
+    path: str | Path, kind: str = MODEL_FORMAT
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file written by :func:`save_weights`: (tensors on CPU, metadata).
+
+    Raises CheckpointError when the file is missing, not safetensors, or lacks the metadata
+    of ``kind`` (e.g. a flow-network file given where a whole network is expected).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = dict(handle.metadata() or {})
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors raises its own error type for every malformation
+        raise CheckpointError(
+            f"weights file {path} is not a valid safetensors file: {exc}"
+        ) from None
+    found = metadata.get("format")
+    if found != kind:
+        raise CheckpointError(
+            f"weights file {path} has format {found!r} in its metadata, expected {kind!r}"
+            + (" (a pretrained flow network?)" if found == FLOW_FORMAT else "")
+        )
+    for key in ("model_config", "iteration"):
+        if key not in metadata:
+            raise CheckpointError(f"weights file {path} lacks the {key!r} metadata entry")
+    try:
+        json.loads(metadata["model_config"])
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"weights file {path}: model_config is not JSON ({exc})") from None
+    return tensors, metadata
+
+
+def model_config_of(metadata: Mapping[str, str], path: str | Path) -> Any:
+    """The ModelConfig stored in a weights file's metadata."""
+    from derain.model import ModelConfig
+
+    try:
+        return ModelConfig.from_dict(json.loads(metadata["model_config"]))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(
+            f"weights file {path}: its model_config is not usable: {exc}"
+        ) from None
+
+
+def check_config(stored: Mapping[str, Any], expected: Mapping[str, Any], path: str | Path) -> None:
+    """Raise CheckpointError listing every model-config field where file and expectation differ."""
+    keys = sorted(set(stored) | set(expected))
+    diffs = [
+        f"{k}: file {stored.get(k, '<absent>')!r}, expected {expected.get(k, '<absent>')!r}"
+        for k in keys
+        if stored.get(k, "<absent>") != expected.get(k, "<absent>")
+    ]
+    if diffs:
+        raise CheckpointError(
+            f"weights file {path} holds a different model config: " + "; ".join(diffs)
+        )
+
+
+def load_state_dict(
+    module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], path: Any
+) -> None:
+    """Strictly load ``tensors`` into ``module``; CheckpointError names missing/unexpected keys
+    and shape mismatches (first few of each, with counts)."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    shapes = [
+        f"{k}: file {tuple(tensors[k].shape)} vs network {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(tensors))
+        if tensors[k].shape != own[k].shape
+    ]
+    problems = [
+        f"{what} ({len(items)}): {', '.join(items[:5])}{', ...' if len(items) > 5 else ''}"
+        for what, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes))
+        if items
+    ]
+    if problems:
+        raise CheckpointError(
+            f"weights file {path} does not match the network: " + "; ".join(problems)
+        )
+    module.load_state_dict(dict(tensors), strict=True)
+
+
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu", expected_config: Any = None
+) -> tuple[torch.nn.Module, dict[str, str]]:
+    """Build the network a weights file describes and load it (eval mode): (model, metadata).
+
+    expected_config: a ModelConfig the file must hold (CheckpointError listing differences).
+    """
+    from derain.model import build_model
+
+    tensors, metadata = read_weights(path)
+    config = model_config_of(metadata, path)
+    if expected_config is not None:
+        check_config(config.to_dict(), expected_config.to_dict(), path)
+    model = build_model(config)
+    load_state_dict(model, tensors, path)
+    return model.to(device).eval(), metadata
+
+
+def resolve_weights(weights: str | Path | None) -> Path:
+    """The weights to use: ``weights`` if given, else the bundled derain/weights/model.safetensors."""
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise CheckpointError(f"weights file {path} does not exist")
+        return path
+    bundled = resources.files("derain").joinpath(BUNDLED_WEIGHTS)
+    if not bundled.is_file():
+        raise CheckpointError(
+            f"no bundled weights at {bundled}; pass --weights FILE.safetensors "
+            "(e.g. the model.safetensors of a run of `rainsynth train`)"
+        )
+    return Path(str(bundled))
+
+
+def rng_state() -> dict:
+    """Python, numpy and torch (and CUDA) RNG states as tensors and plain containers."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
+    state = {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_state(path: str | Path, state: Mapping[str, Any]) -> Path:
+    """Write a training state (tensors and plain containers only) atomically."""
+    return atomic_write(path, lambda temp: torch.save(dict(state), temp))
+
+
+def load_state(path: str | Path) -> dict:
+    """Read a training state with ``weights_only=True``; CheckpointError when unreadable."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"training state {path} does not exist") from None
+    except Exception as exc:  # unpickling errors come in many types
+        raise CheckpointError(f"training state {path} is malformed or unsafe: {exc}") from None
+    if not isinstance(state, dict) or "iteration" not in state:
+        raise CheckpointError(f"training state {path} is not a rainsynth training state")
+    return state
+
+
+def checkpoint_paths(folder: str | Path, iteration: int) -> tuple[Path, Path]:
+    """(weights, state) paths of the checkpoint taken after ``iteration`` iterations."""
+    stem = Path(folder) / f"iter_{iteration:08d}"
+    return stem.with_suffix(".safetensors"), stem.with_suffix(".state.pt")
+
+
+def list_checkpoints(folder: str | Path) -> list[int]:
+    """Iterations of the complete (weights and state present) checkpoints, ascending."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in folder.iterdir():
+        match = _CHECKPOINT.fullmatch(entry.name)
+        if match and checkpoint_paths(folder, int(match.group(1)))[1].is_file():
+            found.append(int(match.group(1)))
+    return sorted(found)
+
+
+def latest_checkpoint(folder: str | Path) -> int | None:
+    """Iteration of the newest complete checkpoint in ``folder``, or None."""
+    found = list_checkpoints(folder)
+    return found[-1] if found else None
+
+
+def prune_checkpoints(folder: str | Path, keep: int) -> None:
+    """Delete all but the ``keep`` newest complete checkpoints."""
+    for iteration in list_checkpoints(folder)[:-keep]:
+        for path in checkpoint_paths(folder, iteration):
+            path.unlink(missing_ok=True)
+
+
+def save_checkpoint(
+    folder: str | Path,
+    iteration: int,
+    module: torch.nn.Module,
+    model_config: Mapping[str, Any],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    *,
+    elapsed: float,
+    keep: int,
+    kind: str = MODEL_FORMAT,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Write the checkpoint of ``iteration`` (weights, then state) and prune old ones."""
+    weights, state = checkpoint_paths(folder, iteration)
+    save_weights(
+        weights, module.state_dict(), model_config, iteration=iteration, kind=kind, extra=extra
+    )
+    save_state(
+        state,
+        {
+            "iteration": iteration,
+            "elapsed": elapsed,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": rng_state(),
+        },
+    )
+    prune_checkpoints(folder, keep)
+
+
+def resume_checkpoint(
+    folder: str | Path,
+    module: torch.nn.Module,
+    model_config: Mapping[str, Any],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    *,
+    kind: str = MODEL_FORMAT,
+) -> tuple[int, float]:
+    """Load the newest complete checkpoint of ``folder`` into module, optimizer, scheduler and
+    the RNGs; returns (iteration, elapsed seconds). The stored model config must equal
+    ``model_config``."""
+    iteration = latest_checkpoint(folder)
+    if iteration is None:
+        raise CheckpointError(f"--resume: no complete checkpoint in {folder}")
+    weights, state_path = checkpoint_paths(folder, iteration)
+    tensors, metadata = read_weights(weights, kind=kind)
+    check_config(json.loads(metadata["model_config"]), dict(model_config), weights)
+    load_state_dict(module, tensors, weights)
+    state = load_state(state_path)
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"training state {state_path} does not fit this run: {exc}") from None
+    return int(state["iteration"]), float(state["elapsed"])

@@ -1,0 +1,410 @@
+"""``rainsynth train``: the training loop of the deraining network, resumable and DDP-ready.
+
+One iteration: a batch of clips (derain.data, keyed by (seed, iteration)), the network over each
+clip (VideoDerainer.forward, bf16 autocast on CUDA), derain_loss, AdamW with gradient clipping
+and a warmup + cosine/step schedule. Every ``checkpoint_every`` iterations the run folder gets
+``checkpoints/iter_NNNNNNNN.safetensors`` (weights) and ``.state.pt`` (optimizer, scheduler, RNG
+states, iteration, elapsed time); at the end ``model.safetensors``. ``--resume`` continues from
+the newest checkpoint and, on CPU, ends with bitwise the same weights as a run never stopped.
+
+Run folder: config.toml (the resolved config), log.csv (iteration, total, each loss term, lr,
+seconds since the start of training), eval.csv (when evaluating), tb/ (TensorBoard, if
+installed), checkpoints/, model.safetensors.
+
+Multi-GPU / multi-process: ``torchrun --nproc_per_node=K -m derain.train --config FILE``
+(or ``torchrun ... $(which rainsynth) train --config FILE``). RANK, LOCAL_RANK and WORLD_SIZE
+come from the environment; the backend is NCCL on CUDA and gloo on CPU; each rank takes its own
+slice of every keyed global batch of K * batch_size clips.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from derain.checkpoint import (
+    FLOW_FORMAT,
+    CheckpointError,
+    list_checkpoints,
+    load_state_dict,
+    model_config_of,
+    read_weights,
+    resume_checkpoint,
+    save_checkpoint,
+    save_weights,
+)
+from derain.config import DEVICES, ConfigError, TrainConfig
+from derain.data import KeyedBatchSampler, collate, training_dataset
+from derain.losses import derain_loss
+from derain.model import VideoDerainer, build_model
+
+
+@dataclasses.dataclass(frozen=True)
+class Distributed:
+    """This process's place in a torchrun job (rank 0 of 1 without torchrun)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def from_env(cls) -> Distributed:
+        env = os.environ
+        return cls(
+            int(env.get("RANK", 0)), int(env.get("LOCAL_RANK", 0)), int(env.get("WORLD_SIZE", 1))
+        )
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """ "auto" -> CUDA (this rank's GPU) when available, else CPU; "cuda" without CUDA -> error."""
+    if name not in DEVICES:
+        raise ConfigError(f"device must be one of {DEVICES}, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for, but torch sees no CUDA device")
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank)
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA (when enabled); a no-op context on CPU."""
+    if device.type == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def train_step(
+    model: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    config: TrainConfig,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+) -> dict[str, float]:
+    """One update on one batch (tensors on ``device``); returns the loss terms (floats)."""
+    net = model.module if isinstance(model, DistributedDataParallel) else model
+    optimizer.zero_grad(set_to_none=True)
+    with autocast(device, config.run.amp):
+        outputs = model(batch["O"])
+        loss, terms = derain_loss(outputs, batch, config.loss, model=net)
+    loss.backward()
+    if config.optim.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), config.optim.grad_clip)
+    optimizer.step()
+    return terms
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig):
+    """AdamW over the trainable parameters and its LambdaLR schedule (OptimConfig.lr_factor)."""
+    optim = config.optim
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, optim.lr_factor)
+    return optimizer, scheduler
+
+
+def load_flow_init(model: VideoDerainer, path: str | Path) -> None:
+    """Load ``rainsynth pretrain-flow`` weights into the model's flow net (sizes must match)."""
+    tensors, metadata = read_weights(path, kind=FLOW_FORMAT)
+    stored = model_config_of(metadata, path)
+    if stored.size != model.config.size:
+        raise CheckpointError(
+            f"flow weights {path} are for size {stored.size!r}, the model is {model.config.size!r}"
+        )
+    load_state_dict(model.flownet, tensors, path)
+
+
+class RunLog:
+    """log.csv (and TensorBoard when installed) of one run, written by rank 0."""
+
+    def __init__(self, out: Path, terms: list[str], start: int):
+        self.path = out / "log.csv"
+        self.fields = ["iteration", *terms, "lr", "seconds"]
+        self.terms = terms
+        _truncate_csv(self.path, start)
+        _truncate_csv(out / "eval.csv", start)
+        new = not self.path.exists()
+        self.handle = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115
+        self.writer = csv.DictWriter(self.handle, self.fields)
+        if new:
+            self.writer.writeheader()
+        self.sums: dict[str, list[float]] = {}
+        self.board = _tensorboard(out / "tb")
+
+    def add(self, terms: dict[str, float]) -> None:
+        for key, value in terms.items():
+            self.sums.setdefault(key, []).append(value)
+
+    def write(self, iteration: int, lr: float, seconds: float) -> dict[str, float]:
+        """Write the means since the last row; returns them."""
+        means = {k: sum(v) / len(v) for k, v in self.sums.items() if k in self.terms}
+        row = {"iteration": iteration, **{k: f"{v:.6g}" for k, v in means.items()}}
+        self.writer.writerow({**row, "lr": f"{lr:.6g}", "seconds": f"{seconds:.2f}"})
+        self.handle.flush()
+        if self.board is not None:
+            for key, value in means.items():
+                self.board.add_scalar(f"loss/{key}", value, iteration)
+            self.board.add_scalar("lr", lr, iteration)
+        self.sums = {}
+        return means
+
+    def close(self) -> None:
+        self.handle.close()
+        if self.board is not None:
+            self.board.close()
+
+
+def _tensorboard(folder: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(folder))
+
+
+def _truncate_csv(path: Path, iteration: int) -> None:
+    """Drop rows past ``iteration`` (written by a killed run after its last checkpoint)."""
+    if not path.exists():
+        return
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= iteration]
+    if len(kept) != len(rows):
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerows(kept)
+
+
+def _evaluate(model: VideoDerainer, config: TrainConfig, device: torch.device) -> dict[str, float]:
+    """Mean Y PSNR/SSIM of the model on the first eval_clips held-out clips."""
+    from derain.evaluate import score_dataset
+
+    data = config.data
+    report = score_dataset(
+        data.eval_dataset,
+        split=data.eval_split,
+        method="model",
+        model=model,
+        device=device,
+        max_clips=data.eval_clips,
+        consistency=False,
+        progress=False,
+    )
+    return {k: report["mean"][k] for k in ("psnr", "ssim")}
+
+
+def _write_eval(out: Path, iteration: int, scores: dict[str, float]) -> None:
+    path = out / "eval.csv"
+    new = not path.exists()
+    with open(path, "a", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        if new:
+            writer.writerow(["iteration", "psnr", "ssim"])
+        writer.writerow([iteration, f"{scores['psnr']:.4f}", f"{scores['ssim']:.6f}"])
+
+
+def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
+    """Train as ``config`` says; returns the path of the final model.safetensors."""
+    ddp = Distributed.from_env()
+    device = pick_device(config.run.device, ddp.local_rank)
+    if ddp.world > 1:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        return _train(config, ddp, device, resume, progress)
+    finally:
+        if ddp.world > 1:
+            dist.destroy_process_group()
+
+
+def _train(
+    config: TrainConfig, ddp: Distributed, device: torch.device, resume: bool, progress: bool
+) -> Path:
+    out = Path(config.run.out)
+    folder = out / "checkpoints"
+    if not resume and list_checkpoints(folder):
+        raise ConfigError(
+            f"{out} already holds checkpoints: pass --resume to continue that run, "
+            "or choose another --out"
+        )
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(config.run.seed)
+    model = build_model(config.model).to(device)
+    if config.run.flow_init:
+        load_flow_init(model, config.run.flow_init)
+    optimizer, scheduler = make_optimizer(model, config)
+    start, elapsed = 0, 0.0
+    if resume:
+        start, elapsed = resume_checkpoint(
+            folder, model, config.model.to_dict(), optimizer, scheduler
+        )
+    total = config.optim.iterations
+    if ddp.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.toml").write_text(config.to_toml(), encoding="utf-8")
+    net = model
+    if ddp.world > 1:
+        model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    dataset = training_dataset(config.data, config.run.seed)
+    sampler = KeyedBatchSampler(
+        len(dataset), config.data.batch_size, config.run.seed, start, total, ddp.rank, ddp.world
+    )
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=config.data.workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+    )
+    terms = ["total", *(k for k, v in config.loss.to_dict().items() if v)]
+    log = RunLog(out, terms, start) if ddp.main else None
+    bar = tqdm(total=total, initial=start, disable=not (progress and ddp.main), unit="it")
+    clock = time.perf_counter() - elapsed
+    try:
+        model.train()
+        for iteration, batch in zip(range(start, total), loader, strict=True):
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            lr = optimizer.param_groups[0]["lr"]
+            step_terms = train_step(model, batch, config, optimizer, device)
+            scheduler.step()
+            done = iteration + 1
+            bar.update(1)
+            if log is not None:
+                log.add(step_terms)
+                if done % config.run.log_every == 0 or done == total:
+                    means = log.write(done, lr, time.perf_counter() - clock)
+                    bar.set_postfix(loss=f"{means['total']:.4f}", lr=f"{lr:.2e}")
+            if (
+                config.run.eval_every
+                and config.data.eval_dataset
+                and done % config.run.eval_every == 0
+            ):
+                if ddp.main:
+                    scores = _evaluate(net, config, device)
+                    _write_eval(out, done, scores)
+                    bar.write(
+                        f"iteration {done}: eval PSNR {scores['psnr']:.2f} dB, SSIM {scores['ssim']:.4f}"
+                    )
+                    model.train()
+            if done % config.run.checkpoint_every == 0 or done == total:
+                if ddp.main:
+                    save_checkpoint(
+                        folder,
+                        done,
+                        net,
+                        config.model.to_dict(),
+                        optimizer,
+                        scheduler,
+                        elapsed=time.perf_counter() - clock,
+                        keep=config.run.keep_checkpoints,
+                        extra={"train_config": config.to_dict()},
+                    )
+                if ddp.world > 1:
+                    dist.barrier()
+    finally:
+        bar.close()
+        if log is not None:
+            log.close()
+    final = out / "model.safetensors"
+    if ddp.main:
+        seconds = time.perf_counter() - clock
+        extra = {
+            "train_config": config.to_dict(),
+            "seconds": f"{seconds:.1f}",
+            "device": str(device),
+        }
+        save_weights(final, net.state_dict(), config.model.to_dict(), iteration=total, extra=extra)
+    return final
+
+
+_EPILOG = """\b
+Examples:
+  rainsynth build --out data/rain                         # a dataset to train from
+  rainsynth train --config derain/configs/small.toml      # CPU-trainable size
+  rainsynth train --config derain/configs/small.toml --resume
+  rainsynth train --config derain/configs/small.toml --set model.variant=v2 --out runs/v2
+  torchrun --nproc_per_node=4 -m derain.train --config derain/configs/paper.toml
+"""
+
+
+@click.command("train", epilog=_EPILOG)
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="TOML config: [model], [loss], [data], [optim], [run] (see derain/configs/).",
+)
+@click.option(
+    "--resume", is_flag=True, help="Continue from the newest checkpoint of the run folder."
+)
+@click.option("--out", default=None, help="Run folder (overrides [run] out).")
+@click.option("--iterations", type=int, default=None, help="Total iterations (overrides [optim]).")
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default=None,
+    help="auto: CUDA when present, else CPU (overrides [run] device).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Override any config entry, TOML syntax (repeatable), e.g. --set optim.lr=1e-4.",
+)
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def train_command(
+    config_path: str,
+    resume: bool,
+    out: str | None,
+    iterations: int | None,
+    device: str | None,
+    overrides: tuple[str, ...],
+    progress: bool,
+) -> None:
+    """Train the deraining network from a TOML config.
+
+    Uses CUDA when present (bf16 autocast), else the CPU. Writes checkpoints every
+    [run] checkpoint_every iterations, a CSV log, and the final weights RUN/model.safetensors,
+    which `rainsynth test --weights` and `rainsynth derain --weights` take.
+    """
+    extra = list(overrides)
+    extra += [f"run.out={json.dumps(out)}"] if out is not None else []
+    extra += [f"optim.iterations={iterations}"] if iterations is not None else []
+    extra += [f'run.device="{device}"'] if device is not None else []
+    config = TrainConfig.load(config_path, extra)
+    final = train(config, resume=resume, progress=progress)
+    if Distributed.from_env().main:
+        click.echo(f"wrote {final}")
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point of ``python -m derain.train`` (for torchrun)."""
+    return train_command.main(args=argv, prog_name="derain.train")
+
+
+if __name__ == "__main__":
+    main()

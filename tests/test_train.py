@@ -1,0 +1,198 @@
+"""derain.train: the loss falls, a killed run resumes bit-exactly, DDP splits batches, configs."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from derain_helpers import (
+    make_dataset,
+    single_torch_thread,  # noqa: F401
+    tiny_config,
+    write_toml,
+)
+
+from derain.checkpoint import CheckpointError, latest_checkpoint, load_model, read_weights
+from derain.config import ConfigError, TrainConfig
+from derain.data import DatasetClips, SampleKey, collate
+from derain.losses import derain_loss
+from derain.model import build_model
+from derain.train import train, train_command
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("data") / "tiny")
+
+
+def _fixed_batch(data: Path) -> dict[str, torch.Tensor]:
+    clips = DatasetClips([str(data)], "train", (), 3, None)
+    return collate([clips[SampleKey(i, 0, i, 0)] for i in range(len(clips))])
+
+
+def _loss(model, batch, config) -> float:
+    with torch.no_grad():
+        return derain_loss(model(batch["O"][..., :32, :32]), _crop(batch), config.loss, model)[
+            0
+        ].item()
+
+
+def _crop(batch):
+    return {k: v if v.shape[-1] == 1 else v[..., :32, :32] for k, v in batch.items()}
+
+
+def test_thirty_iterations_lower_the_loss(dataset, tmp_path):
+    config = TrainConfig.from_dict(
+        tiny_config(
+            dataset,
+            tmp_path / "run",
+            optim={"iterations": 30, "schedule": "constant", "warmup": 0},
+            run={"checkpoint_every": 30, "log_every": 5},
+        )
+    )
+    torch.manual_seed(config.run.seed)
+    initial = build_model(config.model)
+    final = train(config, progress=False)
+    trained, metadata = load_model(final)
+    batch = _fixed_batch(dataset)
+    before, after = _loss(initial, batch, config), _loss(trained, batch, config)
+    assert after < 0.9 * before, (before, after)
+    assert metadata["iteration"] == "30"
+    with open(tmp_path / "run" / "log.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["iteration"]) for r in rows] == [5, 10, 15, 20, 25, 30]
+    assert {"total", "rect", "var", "opt_fine", "opt_reg", "flow_sup", "lr", "seconds"} <= set(
+        rows[0]
+    )
+    assert TrainConfig.load(tmp_path / "run" / "config.toml").to_dict() == config.to_dict()
+
+
+def _run(config: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "derain.train", "--config", str(config), "--no-progress"]
+    return subprocess.Popen(
+        [*command, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+
+
+def test_killed_and_resumed_run_ends_with_bitwise_the_same_weights(dataset, tmp_path):
+    sections = {"optim": {"iterations": 24}, "run": {"checkpoint_every": 4, "keep_checkpoints": 2}}
+    straight = write_toml(tmp_path / "a.toml", tiny_config(dataset, tmp_path / "a", **sections))
+    killed = write_toml(tmp_path / "b.toml", tiny_config(dataset, tmp_path / "b", **sections))
+    reference = _run(straight)
+    victim = _run(killed)
+    folder = tmp_path / "b" / "checkpoints"
+    deadline = time.monotonic() + 120
+    while latest_checkpoint(folder) is None and victim.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    stopped_at = latest_checkpoint(folder)
+    assert victim.returncode == -signal.SIGKILL
+    assert stopped_at is not None and stopped_at < 24, "the run finished before it was killed"
+    assert not (tmp_path / "b" / "model.safetensors").exists()
+    resumed = _run(killed, "--resume")
+    assert resumed.wait(timeout=300) == 0, resumed.stdout.read().decode()
+    assert reference.wait(timeout=300) == 0, reference.stdout.read().decode()
+    a, _ = read_weights(tmp_path / "a" / "model.safetensors")
+    b, _ = read_weights(tmp_path / "b" / "model.safetensors")
+    assert set(a) == set(b)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with open(tmp_path / "b" / "log.csv", newline="") as handle:
+        iterations = [int(r["iteration"]) for r in csv.DictReader(handle)]
+    assert iterations == list(range(1, 25))  # rows of the killed tail were not duplicated
+
+
+def test_resume_checks_and_refusals(dataset, tmp_path):
+    config = TrainConfig.from_dict(tiny_config(dataset, tmp_path / "run", optim={"iterations": 3}))
+    with pytest.raises(CheckpointError, match="no complete checkpoint"):
+        train(config, resume=True, progress=False)
+    train(config, progress=False)
+    with pytest.raises(ConfigError, match="--resume"):
+        train(config, progress=False)
+    other = config.replace(model={"base_channels": 8}, optim={"iterations": 6})
+    with pytest.raises(CheckpointError, match="base_channels: file 4, expected 8"):
+        train(other, resume=True, progress=False)
+
+
+def test_config_errors_name_the_file_and_key(tmp_path, dataset):
+    path = write_toml(tmp_path / "c.toml", tiny_config(dataset, tmp_path / "run"))
+    path.write_text(path.read_text() + "\n[extra]\nx = 1\n")
+    with pytest.raises(ConfigError, match=r"c\.toml: unknown section \[extra\]"):
+        TrainConfig.load(path)
+    path = write_toml(tmp_path / "d.toml", tiny_config(dataset, tmp_path / "run"))
+    path.write_text(path.read_text().replace("[optim]\n", "[optim]\nlearning_rate = 1.0\n"))
+    with pytest.raises(ConfigError, match=r"d\.toml: unknown key 'learning_rate' in \[optim\]"):
+        TrainConfig.load(path)
+    with pytest.raises(ConfigError, match=r"\[data\] frames must be an integer, got 2.5"):
+        TrainConfig.load(
+            write_toml(tmp_path / "e.toml", tiny_config(dataset, tmp_path)), ["data.frames=2.5"]
+        )
+    with pytest.raises(ConfigError, match="does not exist"):
+        TrainConfig.load(tmp_path / "absent.toml")
+    (tmp_path / "bad.toml").write_text("[model\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        TrainConfig.load(tmp_path / "bad.toml")
+
+
+def test_shipped_configs_load_and_variants_apply():
+    for name in ("small", "paper"):
+        config = TrainConfig.load(REPO / "derain" / "configs" / f"{name}.toml")
+        assert config.model.size == name
+    v4 = TrainConfig.load(REPO / "derain" / "configs" / "small.toml", ["model.variant=v4"])
+    assert v4.model.use_align is False and v4.model.use_lstm is True
+
+
+def test_train_command_help_teaches_and_overrides_apply(dataset, tmp_path):
+    runner = CliRunner()
+    help_text = runner.invoke(train_command, ["--help"]).output
+    assert "Examples:" in help_text and "--resume" in help_text and "torchrun" in help_text
+    path = write_toml(tmp_path / "c.toml", tiny_config(dataset, tmp_path / "ignored"))
+    result = runner.invoke(
+        train_command,
+        [
+            "--config",
+            str(path),
+            "--out",
+            str(tmp_path / "cli"),
+            "--iterations",
+            "2",
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert read_weights(tmp_path / "cli" / "model.safetensors")[1]["iteration"] == "2"
+    assert not (tmp_path / "ignored").exists()
+
+
+def test_torchrun_two_cpu_processes_match_one_process_with_the_global_batch(dataset, tmp_path):
+    sections = {"optim": {"iterations": 2, "grad_clip": 0.0}, "run": {"checkpoint_every": 2}}
+    ddp = write_toml(tmp_path / "ddp.toml", tiny_config(dataset, tmp_path / "ddp", **sections))
+    single = tiny_config(dataset, tmp_path / "one", **sections)
+    single["data"]["batch_size"] *= 2
+    one = write_toml(tmp_path / "one.toml", single)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    command += ["-m", "derain.train", "--config", str(ddp), "--no-progress"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    reference = _run(one)
+    assert reference.wait(timeout=300) == 0, reference.stdout.read().decode()
+    a, _ = read_weights(tmp_path / "ddp" / "model.safetensors")
+    b, _ = read_weights(tmp_path / "one" / "model.safetensors")
+    # DDP averages the two ranks' gradients: the same update as one process on both halves
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    torch.manual_seed(0)
+    initial = build_model(TrainConfig.load(one).model).state_dict()
+    assert max((a[k] - initial[k]).abs().max().item() for k in a) > 1e-3  # the weights moved
