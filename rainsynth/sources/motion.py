@@ -29,7 +29,7 @@ import numpy as np
 KINDS = ("pan", "zoom", "rotate", "parallax")
 MARGIN = 2.0
 """Photo pixels kept clear of the photo border by every frame's footprint."""
-MIN_SCALE = 1.25
+MIN_SCALE = 1.3
 """Least magnification of the photo. Resampling a sharp photo near 1:1 leaves bilinear residuals
 of a few /255 between a frame and its flow-warped neighbour; magnified frames are band-limited
 enough that the warp reproduces them to about 1/255."""
@@ -76,19 +76,6 @@ class Motion:
     kind: str
     cameras: np.ndarray
     foreground: Foreground | None = None
-
-    def to_dict(self) -> dict:
-        """JSON-able description (for manifests): kind and per-frame camera matrices."""
-        record = {"kind": self.kind, "cameras": self.cameras[:, :2].round(6).tolist()}
-        if self.foreground is not None:
-            fg = self.foreground
-            record["foreground"] = {
-                "shape": fg.shape,
-                "radii": [round(r, 4) for r in fg.radii],
-                "cameras": fg.cameras[:, :2].round(6).tolist(),
-                "centres": fg.centres.round(6).tolist(),
-            }
-        return record
 
 
 def camera(centre: np.ndarray, scale: float, angle: float, size: tuple[int, int]) -> np.ndarray:
@@ -170,7 +157,7 @@ def _footprint(angle, scale, offsets, size) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fit(scale, angle, offsets, photo_shape, size):
-    """Zoom in (scale *= f, offsets /= f) until the footprint fits the photo and scale >= MIN_SCALE."""
+    """Zoom in (scale *= f, offsets /= f) until the footprint fits the photo, scale >= MIN_SCALE."""
     low, high = _footprint(angle, scale, offsets, size)
     room = np.array([photo_shape[1], photo_shape[0]], np.float64) - 1 - 2 * MARGIN
     factor = max(1.0, *((high - low) / room), MIN_SCALE / scale.min()) * 1.0001
@@ -185,33 +172,34 @@ def _place(rng, angle, scale, offsets, photo_shape, size) -> np.ndarray:
 
 
 def _foreground(rng, velocity, scale, photo_shape, size, t) -> Foreground:
-    """A parallax layer: a band or an ellipse of the photo moving 2-4x faster than the scene."""
+    """A parallax layer: a band or an ellipse of the photo moving 2-4x faster than the scene.
+
+    The layer shows the photo magnified by 1.1-1.5x the background's scale (it is nearer);
+    a band spans the frame and moves across it, an ellipse moves with the scene's direction.
+    """
     height, width = size
-    photo_h, photo_w = photo_shape
     content = -rng.uniform(2.0, 4.0) * velocity  # foreground content velocity, output px/frame
     fg_scale = scale * rng.uniform(1.1, 1.5)
+    mid = np.array([width, height]) * rng.uniform(0.3, 0.7, 2)
     if rng.random() < 0.5:
-        axis = 0 if abs(velocity[0]) >= abs(velocity[1]) else 1
+        axis = 0 if abs(velocity[0]) >= abs(velocity[1]) else 1  # 0: vertical band, moves in x
         length = size[axis]  # the band spans the frame along its length: that much photo needed
         fg_scale = max(fg_scale, (length + 2 * MARGIN) / (photo_shape[axis] - 1 - 2 * MARGIN))
         half = rng.uniform(0.06, 0.14) * size[1 - axis]
         motion = np.zeros(2)
         motion[axis] = content[axis]
+        mid[1 - axis] = (length - 1) / 2
         radii, shape = (half, half), "band"
+        reach = np.empty(2)  # photo pixels the layer needs around its anchor, (x, y)
+        reach[axis], reach[1 - axis] = (half + 1) / fg_scale, (length + 1) / 2 / fg_scale
     else:
         axis = 0
         rx = rng.uniform(0.12, 0.25) * width
         radii, shape, motion = (rx, rx * rng.uniform(0.6, 1.2)), "ellipse", content
-    mid = np.array([width, height]) * rng.uniform(0.3, 0.7, 2)
-    if shape == "band":
-        mid[1 - axis] = (size[axis] - 1) / 2
+        reach = (np.array(radii) + 1) / fg_scale
     centres = mid + t[:, None] * motion
-    reach = (np.array(radii) + 1) / fg_scale if shape == "ellipse" else None
-    if shape == "band":
-        reach = np.empty(2)
-        reach[axis] = (radii[0] + 1) / fg_scale
-        reach[1 - axis] = (size[axis] + 1) / 2 / fg_scale
-    low, high = MARGIN + reach, np.array([photo_w, photo_h]) - 1 - MARGIN - reach
+    low = MARGIN + reach
+    high = np.array([photo_shape[1], photo_shape[0]]) - 1 - MARGIN - reach
     anchor = rng.uniform(low, np.maximum(low, high))  # photo point shown at the matte centre
     cameras = np.stack([_translated(anchor, fg_scale, centre) for centre in centres])
     return Foreground(cameras, shape, (float(radii[0]), float(radii[1])), axis, centres)
