@@ -3,8 +3,10 @@
     ROOT/sequences/%05d/%04d/im1.png ... im7.png     (448x256 RGB)
     ROOT/sep_trainlist.txt, ROOT/sep_testlist.txt    (one "%05d/%04d" a line)
 
-Each listed septuplet is one clip (or several when ``frames < 7``, cut with ``stride``); its
-subset comes from the list that names it and its group is the ``%05d`` folder.
+Each listed septuplet is one clip, key "%05d/%04d" (or several when ``frames < 7``, cut with
+``stride``, keys "%05d/%04d@N" for the window starting at imN.png); its subset comes from the
+list that names it and its group is the ``%05d`` folder. The official lists put septuplets of
+one ``%05d`` folder on both sides, so splits follow the lists rather than the groups.
 """
 
 from __future__ import annotations
