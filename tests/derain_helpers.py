@@ -43,12 +43,12 @@ def make_dataset(
     return root
 
 
-def tiny_config(data: Path, out: Path, **sections: dict) -> dict:
-    """Config sections of a tiny, seconds-long CPU training run on ``data``."""
+def tiny_config(dataset: Path, out: Path, **sections: dict) -> dict:
+    """Config sections of a tiny, seconds-long CPU training run on ``dataset``."""
     config = {
         "model": dict(TINY_MODEL),
         "loss": {"rect": 1.0, "var": 0.1, "opt_fine": 0.1, "opt_reg": 0.01, "flow_sup": 0.1},
-        "data": {"datasets": [str(data)], "frames": 3, "crop": [32, 32], "batch_size": 2},
+        "data": {"datasets": [str(dataset)], "frames": 3, "crop": [32, 32], "batch_size": 2},
         "optim": {"lr": 2e-3, "iterations": 6, "warmup": 2},
         "run": {"out": str(out), "checkpoint_every": 3, "log_every": 1, "device": "cpu"},
     }

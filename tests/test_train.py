@@ -196,3 +196,39 @@ def test_torchrun_two_cpu_processes_match_one_process_with_the_global_batch(data
     torch.manual_seed(0)
     initial = build_model(TrainConfig.load(one).model).state_dict()
     assert max((a[k] - initial[k]).abs().max().item() for k in a) > 1e-3  # the weights moved
+
+
+def test_flow_pretraining_lowers_the_error_and_initialises_training(dataset, tmp_path):
+    from derain.flow_pretrain import flow_dataset, flow_terms, pretrain_flow
+    from derain.model import build_flownet
+
+    config = TrainConfig.from_dict(
+        tiny_config(
+            dataset,
+            tmp_path / "unused",
+            data={"online_size": [48, 64], "online_clips": 4, "crop": [32, 48]},
+            optim={"iterations": 40, "lr": 3e-3, "schedule": "constant", "warmup": 0},
+            run={"checkpoint_every": 20, "log_every": 10},
+        )
+    )
+    dataset_ = flow_dataset(config, "source", synthetic_only=True)
+    batch = collate([dataset_[SampleKey(i, 0, i, 0)] for i in range(4)])
+    torch.manual_seed(config.run.seed)
+    before = flow_terms(build_flownet(config.model), batch, "supervised")[1]["epe"]
+    path = pretrain_flow(config, tmp_path / "flow", mode="both", progress=False)
+    tensors, metadata = read_weights(path, kind="rainsynth-flownet")
+    flownet = build_flownet(config.model)
+    flownet.load_state_dict(tensors)
+    after = flow_terms(flownet, batch, "supervised")[1]["epe"]
+    assert after < 0.9 * before, (before, after)
+    run = config.replace(
+        run={"out": str(tmp_path / "run"), "flow_init": str(path)}, optim={"iterations": 1}
+    )
+    from derain.train import load_flow_init
+
+    model = build_model(run.model)
+    load_flow_init(model, path)
+    assert all(torch.equal(model.flownet.state_dict()[k], tensors[k]) for k in tensors)
+    train(run, progress=False)  # a run starts from the pretrained flow net
+    with pytest.raises(CheckpointError, match="expected 'rainsynth-flownet'"):
+        load_flow_init(model, tmp_path / "run" / "model.safetensors")

@@ -1,0 +1,253 @@
+"""``rainsynth pretrain-flow``: train MF-AlignNet's flow network alone, on clean clips.
+
+No flow weights can be downloaded, so the pyramid flow net (derain.flownet) learns from scratch:
+
+- "supervised": end-point error against the exact backward flow the builtin source knows
+  (derain.losses.flow_loss_supervised);
+- "photometric": self-supervised, backward-warped frame t-1 against frame t plus edge-aware
+  smoothness (derain.losses.flow_loss_photometric), needing no flow at all;
+- "both" (default): their sum; batches without flow get the photometric term only.
+
+With a supervised term and the builtin source, only its synthetic clips (exact flow) are used;
+"photometric" also uses its real video clips.
+
+Every consecutive pair (t-1, t) of each clip is one training pair. Clips come from the training
+config: [model] size sets the flow net, [data] online_source / online_clips / online_size /
+frames / crop / batch_size / workers / hflip / vflip the clips (``--clips source``, the default:
+the builtin source with exact flow), or the clean frames of [data] datasets (``--clips
+datasets``); [optim] the optimiser and schedule; [run] the seed and device.
+
+The result, OUT/flow.safetensors, initialises a training run: ``[run] flow_init = "OUT/flow.safetensors"``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from derain.checkpoint import (
+    FLOW_FORMAT,
+    list_checkpoints,
+    resume_checkpoint,
+    save_checkpoint,
+    save_weights,
+)
+from derain.config import DEVICES, ConfigError, TrainConfig
+from derain.data import Augment, DatasetClips, KeyedBatchSampler, SourceClips, collate
+from derain.losses import flow_loss_photometric, flow_loss_supervised
+from derain.model import build_flownet
+from derain.train import RunLog, autocast, make_optimizer, pick_device
+
+MODES = ("supervised", "photometric", "both")
+CLIPS = ("source", "datasets")
+
+
+def flow_dataset(config: TrainConfig, clips: str, synthetic_only: bool = False):
+    """Clean clips (with flow where known) for flow pretraining; no temporal reversal.
+
+    synthetic_only: of the builtin source, only the synthetic clips (they have exact flow).
+    """
+    data = config.data
+    augment = Augment(tuple(data.crop), data.hflip, data.vflip, reverse=False)
+    if clips == "source":
+        return SourceClips(
+            data.online_source,
+            data.frames,
+            tuple(data.online_size),
+            data.online_clips,
+            augment,
+            config.run.seed,
+            root=data.online_root,
+            synthetic_only=synthetic_only,
+        )
+    return DatasetClips(
+        data.datasets, data.split, data.presets, data.frames, augment, config.run.seed
+    )
+
+
+def flow_terms(
+    flownet: torch.nn.Module, batch: dict[str, torch.Tensor], mode: str
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss of one batch: clean clips "B" (N,T,3,H,W), optional "flow" (N,T-1,2,H,W)."""
+    clean = batch["B"]
+    n, t, c, h, w = clean.shape
+    prev = clean[:, :-1].reshape(n * (t - 1), c, h, w)
+    cur = clean[:, 1:].reshape(n * (t - 1), c, h, w)
+    flow = flownet(prev, cur).float()
+    terms: dict[str, torch.Tensor] = {}
+    gt = batch.get("flow")
+    if gt is not None:
+        gt = gt.reshape(n * (t - 1), 2, h, w)
+        terms["epe"] = torch.linalg.vector_norm(flow.detach() - gt, dim=1).mean()
+        if mode in ("supervised", "both"):
+            terms["supervised"] = flow_loss_supervised(flow, gt)
+    elif mode == "supervised":
+        raise ConfigError(
+            "supervised flow pretraining needs clips with exact flow (the builtin source)"
+        )
+    if mode in ("photometric", "both"):
+        terms["photometric"] = flow_loss_photometric(flow, prev, cur)
+    total = sum(v for k, v in terms.items() if k != "epe")
+    log = {k: float(v.detach()) for k, v in terms.items()}
+    log["total"] = float(total.detach())
+    return total, log
+
+
+def pretrain_flow(
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    mode: str = "both",
+    clips: str = "source",
+    resume: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Pretrain the flow net of ``config.model``'s size; returns OUT/flow.safetensors."""
+    if mode not in MODES or clips not in CLIPS:
+        raise ConfigError(f"mode must be one of {MODES} and clips one of {CLIPS}")
+    out = Path(out)
+    folder = out / "checkpoints"
+    if not resume and list_checkpoints(folder):
+        raise ConfigError(f"{out} already holds checkpoints: pass --resume, or another --out")
+    device = pick_device(config.run.device)
+    torch.manual_seed(config.run.seed)
+    flownet = build_flownet(config.model).to(device)
+    multiple = flownet.size_multiple
+    if any(side % multiple for side in config.data.crop):
+        raise ConfigError(
+            f"[data] crop {list(config.data.crop)} must be multiples of {multiple} for the flow net"
+        )
+    optimizer, scheduler = make_optimizer(flownet, config)
+    model_config = config.model.to_dict()
+    start, elapsed = 0, 0.0
+    if resume:
+        start, elapsed = resume_checkpoint(
+            folder, flownet, model_config, optimizer, scheduler, kind=FLOW_FORMAT
+        )
+    total = config.optim.iterations
+    out.mkdir(parents=True, exist_ok=True)
+    exact = clips == "source" and mode != "photometric" and config.data.online_source == "builtin"
+    dataset = flow_dataset(config, clips, synthetic_only=exact)
+    sampler = KeyedBatchSampler(len(dataset), config.data.batch_size, config.run.seed, start, total)
+    loader = DataLoader(
+        dataset, batch_sampler=sampler, num_workers=config.data.workers, collate_fn=collate
+    )
+    names = ["total", "epe", *(["supervised"] if mode != "photometric" else [])]
+    names += ["photometric"] if mode != "supervised" else []
+    log = RunLog(out, names, start)
+    bar = tqdm(total=total, initial=start, disable=not progress, unit="it")
+    clock = time.perf_counter() - elapsed
+    extra = {"pretrain": {"mode": mode, "clips": clips, "config": config.to_dict()}}
+    try:
+        flownet.train()
+        for iteration, batch in zip(range(start, total), loader, strict=True):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.zero_grad(set_to_none=True)
+            with autocast(device, config.run.amp):
+                loss, terms = flow_terms(flownet, batch, mode)
+            loss.backward()
+            if config.optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(flownet.parameters(), config.optim.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            done = iteration + 1
+            bar.update(1)
+            log.add(terms)
+            if done % config.run.log_every == 0 or done == total:
+                means = log.write(done, lr, time.perf_counter() - clock)
+                bar.set_postfix(loss=f"{means['total']:.4f}", epe=f"{means.get('epe', 0):.3f}")
+            if done % config.run.checkpoint_every == 0 or done == total:
+                save_checkpoint(
+                    folder,
+                    done,
+                    flownet,
+                    model_config,
+                    optimizer,
+                    scheduler,
+                    elapsed=time.perf_counter() - clock,
+                    keep=config.run.keep_checkpoints,
+                    kind=FLOW_FORMAT,
+                    extra=extra,
+                )
+    finally:
+        bar.close()
+        log.close()
+    final = out / "flow.safetensors"
+    save_weights(
+        final, flownet.state_dict(), model_config, iteration=total, kind=FLOW_FORMAT, extra=extra
+    )
+    return final
+
+
+_EPILOG = """\b
+Examples:
+  rainsynth pretrain-flow --config derain/configs/small.toml --out runs/flow --iterations 2000
+  rainsynth pretrain-flow --config derain/configs/small.toml --out runs/flow --mode photometric
+  rainsynth train --config derain/configs/small.toml --set run.flow_init='"runs/flow/flow.safetensors"'
+"""
+
+
+@click.command("pretrain-flow", epilog=_EPILOG)
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The training config: its [model] size, [data], [optim] and [run] seed/device are used.",
+)
+@click.option(
+    "--out", required=True, help="Output folder (flow.safetensors, log.csv, checkpoints)."
+)
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default="both",
+    show_default=True,
+    help="supervised: exact flow; photometric: self-supervised warping + smoothness; both.",
+)
+@click.option(
+    "--clips",
+    type=click.Choice(CLIPS),
+    default="source",
+    show_default=True,
+    help="source: [data] online_source clips (builtin: exact flow); datasets: [data] datasets.",
+)
+@click.option("--iterations", type=int, default=None, help="Iterations (default: [optim]'s).")
+@click.option("--device", type=click.Choice(DEVICES), default=None, help="Overrides [run] device.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Override a config entry (TOML value), repeatable.",
+)
+@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def pretrain_flow_command(
+    config_path: str,
+    out: str,
+    mode: str,
+    clips: str,
+    iterations: int | None,
+    device: str | None,
+    overrides: tuple[str, ...],
+    resume: bool,
+    progress: bool,
+) -> None:
+    """Pretrain the flow network of MF-AlignNet on clean clips (supervised and/or photometric).
+
+    Writes OUT/flow.safetensors; point a training config's [run] flow_init at it.
+    """
+    extra = list(overrides)
+    extra += [f"optim.iterations={iterations}"] if iterations is not None else []
+    extra += [f"run.device={json.dumps(device)}"] if device is not None else []
+    config = TrainConfig.load(config_path, extra)
+    final = pretrain_flow(config, out, mode=mode, clips=clips, resume=resume, progress=progress)
+    click.echo(f"wrote {final}")

@@ -1,0 +1,316 @@
+"""``rainsynth derain``: remove rain from a video file or a folder of frames, streaming.
+
+Frames are read, derained and written one at a time, carrying the network's recurrent state
+(VideoDerainer.step), so memory does not grow with the length of the video. Each frame is
+padded to a multiple of ``model.size_multiple`` (InputPadder, replicate) and cropped back.
+Frames larger than ``tile`` pixels on a side are cut into overlapping tiles; each tile position
+keeps its own recurrent state across frames, and the tiles are blended with weights that fall
+off linearly over the overlap, so no seam shows.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from derain.checkpoint import load_model, resolve_weights
+from derain.config import DEVICES
+from derain.model import VideoDerainer
+from derain.padding import InputPadder
+from derain.train import autocast, pick_device
+from rainsynth.errors import SourceError
+from rainsynth.sources.base import IMAGE_EXTENSIONS, natural_key, read_image
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of ``tile`` px covering ``length`` px with >= ``overlap`` overlap."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, tile - overlap))
+    return starts + [length - tile]
+
+
+def blend_ramp(length: int, overlap: int) -> np.ndarray:
+    """(length,) weights rising linearly over ``overlap`` px at both ends, 1 inside, never 0."""
+    i = np.arange(length, dtype=np.float32)
+    edge = np.minimum(i + 1, length - i) / np.float32(overlap + 1)
+    return np.minimum(edge, 1.0) if overlap > 0 else np.ones(length, np.float32)
+
+
+class FrameDerainer:
+    """Derain a video one frame at a time (recurrent state kept per tile).
+
+    model: a VideoDerainer; device; tile: largest tile side in px (0 = never tile);
+    overlap: overlap between neighbouring tiles in px; amp: bf16 autocast on CUDA.
+    Call :meth:`reset` between videos.
+    """
+
+    def __init__(
+        self,
+        model: VideoDerainer,
+        device: torch.device,
+        tile: int = 512,
+        overlap: int = 32,
+        amp: bool = True,
+    ):
+        if tile < 0 or (tile and tile <= 2 * overlap):
+            raise ValueError(
+                f"tile must be 0 (off) or larger than 2 * overlap ({2 * overlap}), got {tile}"
+            )
+        self.model, self.device, self.tile, self.overlap, self.amp = (
+            model,
+            device,
+            tile,
+            overlap,
+            amp,
+        )
+        self.states: dict[tuple[int, int], object] = {}
+        self.shape: tuple[int, int] | None = None
+
+    def reset(self) -> None:
+        """Forget the recurrent state: the next frame starts a new video."""
+        self.states, self.shape = {}, None
+
+    @torch.inference_mode()
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        """frame: (H, W, 3) uint8 or float in [0, 1] -> derained (H, W, 3) float32 in [0, 1]."""
+        h, w = frame.shape[:2]
+        if self.shape not in (None, (h, w)):
+            raise ValueError(f"frame size changed from {self.shape} to {(h, w)} within one video")
+        self.shape = (h, w)
+        image = torch.from_numpy(np.require(frame, requirements=["C", "W"])).to(self.device)
+        image = image.permute(2, 0, 1).unsqueeze(0).float()
+        if frame.dtype == np.uint8:
+            image = image / 255.0
+        size = self.tile or max(h, w)
+        th, tw = min(size, h), min(size, w)
+        ys, xs = tile_starts(h, size, self.overlap), tile_starts(w, size, self.overlap)
+        if len(ys) == len(xs) == 1:
+            return self._tile(image, (0, 0)).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
+        ramp_y = torch.from_numpy(blend_ramp(th, self.overlap)).to(self.device)
+        ramp_x = torch.from_numpy(blend_ramp(tw, self.overlap)).to(self.device)
+        weight = ramp_y[:, None] * ramp_x[None, :]
+        total = torch.zeros(1, 3, h, w, device=self.device)
+        norm = torch.zeros(1, 1, h, w, device=self.device)
+        for y in ys:
+            for x in xs:
+                crop = image[..., y : y + th, x : x + tw]
+                total[..., y : y + th, x : x + tw] += self._tile(crop, (y, x)) * weight
+                norm[..., y : y + th, x : x + tw] += weight
+        return (total / norm).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
+
+    def _tile(self, image: torch.Tensor, key: tuple[int, int]) -> torch.Tensor:
+        """One tile (1,3,h,w) -> its clean estimate (1,3,h,w) float32, advancing its state."""
+        padder = InputPadder(image.shape, multiple=self.model.size_multiple)
+        padded = padder.pad(image)
+        state = self.states.get(key)
+        if state is None:
+            state = self.model.init_state(padded)
+        with autocast(self.device, self.amp):
+            out, self.states[key] = self.model.step(padded, state)
+        return padder.unpad(out["B"].float())
+
+
+def list_frames(folder: Path) -> list[Path]:
+    """Image files of a folder in natural order (frame2 before frame10)."""
+    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
+    if not files:
+        raise SourceError(f"{folder} holds no image frames ({', '.join(IMAGE_EXTENSIONS)})")
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def read_video(path: Path) -> tuple[dict, Iterator[np.ndarray]]:
+    """(metadata with "fps", "size" (W, H) and "nframes", frames (H, W, 3) uint8 one at a time)."""
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    try:
+        meta = next(reader)
+    except (RuntimeError, OSError, StopIteration) as exc:
+        raise SourceError(f"video {path} cannot be decoded: {exc}") from None
+    width, height = meta["size"]
+
+    def frames() -> Iterator[np.ndarray]:
+        try:
+            for raw in reader:
+                yield np.frombuffer(raw, np.uint8).reshape(height, width, 3)
+        finally:
+            reader.close()
+
+    return meta, frames()
+
+
+def _count_video_frames(path: Path) -> int | None:
+    import imageio_ffmpeg
+
+    try:
+        return imageio_ffmpeg.count_frames_and_secs(str(path))[0]
+    except (RuntimeError, OSError):
+        return None
+
+
+def derain_video(
+    source: Path, target: Path, derainer: FrameDerainer, progress: bool = True, quality: int = 8
+) -> int:
+    """Derain a video file into another (same fps; H.264 for .mp4); returns the frame count.
+
+    The output is written to a temporary file beside ``target`` and renamed when complete.
+    """
+    import imageio_ffmpeg
+
+    meta, frames = read_video(source)
+    width, height = meta["size"]
+    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    even = width % 2 == 0 and height % 2 == 0
+    writer = imageio_ffmpeg.write_frames(
+        temp,
+        (width, height),
+        fps=meta["fps"],
+        quality=quality,
+        macro_block_size=1,
+        pix_fmt_out="yuv420p" if even else "yuv444p",
+    )
+    count = 0
+    try:
+        writer.send(None)
+        bar = tqdm(frames, total=_count_video_frames(source), disable=not progress, unit="frame")
+        for frame in bar:
+            writer.send(to_uint8(derainer(frame)).tobytes())
+            count += 1
+        writer.close()
+        if count == 0:
+            raise SourceError(f"video {source} has no frames")
+        os.replace(temp, target)
+    finally:
+        writer.close()
+        if os.path.exists(temp):
+            os.unlink(temp)
+    return count
+
+
+def derain_folder(
+    source: Path, target: Path, derainer: FrameDerainer, progress: bool = True
+) -> int:
+    """Derain a folder of frames into a new folder of PNGs with the same names; returns the count.
+
+    Frames go to a temporary folder beside ``target``, renamed when all are written.
+    """
+    files = list_frames(source)
+    if target.exists() and any(target.iterdir()):
+        raise SourceError(f"output folder {target} exists and is not empty; choose a new one")
+    temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        for path in tqdm(files, disable=not progress, unit="frame"):
+            clean = to_uint8(derainer(read_image(str(path))))
+            if not cv2.imwrite(
+                str(temp / f"{path.stem}.png"), cv2.cvtColor(clean, cv2.COLOR_RGB2BGR)
+            ):
+                raise OSError(f"could not write {temp / path.name}")
+        if target.exists():
+            target.rmdir()
+        os.replace(temp, target)
+    finally:
+        if temp.exists():
+            for leftover in temp.iterdir():
+                leftover.unlink()
+            temp.rmdir()
+    return len(files)
+
+
+def to_uint8(frame: np.ndarray) -> np.ndarray:
+    """float in [0, 1] -> uint8, rounded to nearest."""
+    return np.rint(np.clip(frame, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+_EPILOG = """\b
+Examples:
+  rainsynth derain rainy.mp4 -o clean.mp4                  # bundled weights
+  rainsynth derain frames/ -o clean_frames/ --weights runs/small/model.safetensors
+  rainsynth derain big.mp4 -o clean.mp4 --device cuda --tile 1024
+"""
+
+
+@click.command("derain", epilog=_EPILOG)
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output video file (for a video INPUT) or new folder of PNGs (for a folder INPUT).",
+)
+@click.option(
+    "--weights",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Network weights (.safetensors); default: the bundled model.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="auto",
+    show_default=True,
+    help="auto: CUDA when present, else CPU.",
+)
+@click.option(
+    "--tile",
+    type=int,
+    default=512,
+    show_default=True,
+    help="Cut frames larger than this (px per side) into overlapping tiles; 0 = never.",
+)
+@click.option(
+    "--tile-overlap",
+    type=int,
+    default=32,
+    show_default=True,
+    help="Overlap of neighbouring tiles, px.",
+)
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def derain_command(
+    input_path: Path,
+    output: Path,
+    weights: str | None,
+    device: str,
+    tile: int,
+    tile_overlap: int,
+    progress: bool,
+) -> None:
+    """Remove rain from INPUT, a video file or a folder of frames, into OUTPUT (the same kind).
+
+    Streams frame by frame with the network's recurrent state: memory stays constant whatever
+    the video's length. Video output keeps the input's frame rate (no audio).
+    """
+    if tile < 0 or (tile and tile <= 2 * tile_overlap):
+        raise click.BadParameter(
+            f"must be 0 or larger than 2 * --tile-overlap, got {tile}", param_hint="--tile"
+        )
+    if input_path.is_dir():
+        if output.suffix.lower() in VIDEO_EXTENSIONS:
+            raise click.BadParameter(
+                f"INPUT is a folder of frames, so OUTPUT must be a folder, got {output}"
+            )
+    elif output.suffix.lower() not in VIDEO_EXTENSIONS:
+        raise click.BadParameter(
+            f"INPUT is a video, so OUTPUT must be a video file ({', '.join(VIDEO_EXTENSIONS)}), got {output}"
+        )
+    torch_device = pick_device(device)
+    model, _ = load_model(resolve_weights(weights), torch_device)
+    derainer = FrameDerainer(model, torch_device, tile, tile_overlap)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if input_path.is_dir():
+        count = derain_folder(input_path, output, derainer, progress)
+    else:
+        count = derain_video(input_path, output, derainer, progress)
+    click.echo(f"wrote {count} frames to {output}")
