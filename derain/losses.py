@@ -3,8 +3,9 @@
     L = rect * L_Rect + var * L_Var + opt_fine * L_Opt-Fine + opt_reg * L_Opt-Reg + flow_sup * L_Flow
 
 Every distance is the Charbonnier penalty rho(x) = sqrt(x^2 + eps^2) - eps (eps = 1e-3), averaged:
-robust like L1 (the choice of BasicSR's video restorers, which trains for PSNR better than the
-paper's MSE), smooth at zero, and exactly zero at the ground truth.
+robust like L1 (the choice of BasicSR's video restorers such as EDVR and BasicVSR, over the
+paper's MSE), smooth at zero, and exactly zero at the ground truth. Flow errors use the same
+penalty on the end-point distance |F - F_gt|.
 
 - L_Rect: the clean estimates of both stages, B^S and B^M, against B.
 - L_Var: the layer variables S, U, beta, A, R of both stages against the dataset's layers. Eq. 6
@@ -72,10 +73,15 @@ class LossConfig:
         return cls(**d)
 
 
+def _root(squared: torch.Tensor) -> torch.Tensor:
+    """sqrt(squared + eps^2) - eps, exactly 0 where squared = 0."""
+    e2 = torch.tensor(EPS * EPS, dtype=squared.dtype, device=squared.device)
+    return torch.sqrt(squared + e2) - torch.sqrt(e2)
+
+
 def charbonnier(x: torch.Tensor) -> torch.Tensor:
     """Elementwise sqrt(x^2 + eps^2) - eps, exactly 0 at x = 0."""
-    e2 = torch.tensor(EPS * EPS, dtype=x.dtype, device=x.device)
-    return torch.sqrt(x * x + e2) - torch.sqrt(e2)
+    return _root(x * x)
 
 
 def _distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -93,7 +99,7 @@ def _end_point(flow: torch.Tensor, flow_gt: torch.Tensor) -> torch.Tensor:
             f"flow loss: need two (...,2,H,W) flows of one shape; got {tuple(flow.shape)} and {tuple(flow_gt.shape)}"
         )
     d = flow.float() - flow_gt.float()
-    return charbonnier(torch.sqrt((d * d).sum(dim=-3) + EPS * EPS) - EPS).mean()
+    return _root((d * d).sum(dim=-3)).mean()
 
 
 def _stages(outputs: dict[str, torch.Tensor]) -> list[str]:

@@ -267,6 +267,20 @@ def test_autocast_bfloat16_cpu():
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
+def test_channels_last_gives_the_same_outputs():
+    torch.manual_seed(0)
+    model = build_model()
+    rain = rain_clip()
+    with torch.no_grad():
+        ref = model(rain)
+        model = model.to(memory_format=torch.channels_last)
+        state = model.init_state(rain[:, 0])
+        for t in range(T):
+            out, state = model.step(rain[:, t].contiguous(memory_format=torch.channels_last), state)
+    for k, v in out.items():
+        torch.testing.assert_close(v, ref[k][:, -1], rtol=1e-4, atol=1e-5, msg=k)
+
+
 def test_bad_input_is_a_clear_error():
     model = build_model()
     with pytest.raises(ValueError, match="multiples of 16"):
