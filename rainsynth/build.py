@@ -37,7 +37,7 @@ import rainsynth
 from rainsynth import dataset
 from rainsynth.errors import RainsynthError, SourceError
 from rainsynth.params import PRESETS, Preset, load_preset, sample_params
-from rainsynth.sources import SOURCES, SequenceRef, open_source, split_sequences
+from rainsynth.sources import SOURCES, SequenceRef, Source, open_source, split_sequences
 from rainsynth.sources.split import SIDES
 
 GENERATOR = f"rainsynth {rainsynth.__version__}"
@@ -72,7 +72,7 @@ class BuildOptions:
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """How a worker opens the source (hashable: each process opens it once)."""
+    """How a worker opens the source (hashable: each thread opens it once)."""
 
     name: str
     root: str | None
@@ -83,7 +83,7 @@ class SourceSpec:
     seed: int
     count: int | None
 
-    def open(self):
+    def open(self) -> Source:
         """The opened source, cached per thread (sources keep decoders that are not shared)."""
         cache = _SOURCES.__dict__.setdefault("sources", {})
         if self not in cache:
@@ -101,6 +101,15 @@ class SourceSpec:
 
 
 _SOURCES = threading.local()
+
+
+@contextlib.contextmanager
+def _forget_sources() -> Iterator[None]:
+    """Drop this thread's opened sources (and their decoders) when the build ends."""
+    try:
+        yield
+    finally:
+        _SOURCES.__dict__.pop("sources", None)
 
 
 @dataclass(frozen=True)
@@ -164,8 +173,8 @@ def command_line(options: BuildOptions) -> str:
     """The `rainsynth build` command that rebuilds exactly these bytes (output-deciding options)."""
     parts = ["rainsynth build", f"--source {options.source}"]
     if options.root is not None:
-        parts.append(f"--root {_quote(options.root)}")
-    parts += [f"--split {options.split}", f"--presets {_quote(','.join(options.presets))}"]
+        parts.append(f"--root {shlex.quote(options.root)}")
+    parts += [f"--split {options.split}", f"--presets {shlex.quote(','.join(options.presets))}"]
     parts.append(f"--frames {options.frames}")
     if options.stride is not None:
         parts.append(f"--stride {options.stride}")
@@ -176,10 +185,6 @@ def command_line(options: BuildOptions) -> str:
         parts.append(f"--count {options.count}")
     parts.append(f"--on-error {options.on_error}")
     return " ".join(parts)
-
-
-def _quote(text: str) -> str:
-    return shlex.quote(text)
 
 
 def make_plan(options: BuildOptions) -> tuple[Plan, BuildOptions]:
@@ -239,14 +244,7 @@ def make_plan(options: BuildOptions) -> tuple[Plan, BuildOptions]:
         "split": split,
         "source": description,
         "presets": {p.name: {"description": p.description, "ranges": p.ranges} for p in presets},
-        "encoding": {
-            "frames": f"8-bit RGB PNG, cv2 IMWRITE_PNG_COMPRESSION {dataset.PNG_COMPRESSION}",
-            "layers": "uint8 over [lo, hi] (<name>_range) for S, U, beta, alpha; "
-            "float32 for A, M; deflate level "
-            f"{dataset.ZIP_LEVEL}",
-            "flow": "float32 backward flow (T-1, H, W, 2) in px, deflate level "
-            f"{dataset.ZIP_LEVEL}",
-        },
+        "encoding": dataset.ENCODING,
     }
     return Plan(spec, jobs, header), options
 
@@ -310,15 +308,17 @@ def _one_numba_thread() -> Iterator[None]:
         numba.set_num_threads(previous)
 
 
-def _init_worker(parent: int) -> None:
+def _init_worker() -> None:
     """Process-pool worker setup: one OpenCV thread (the processes give the parallelism), and on
-    Linux, die with the build process, so a killed build leaves no worker writing behind it."""
+    Linux, die with the process that started this one, so a killed build leaves no worker
+    writing behind it."""
     cv2.setNumThreads(1)
     if sys.platform.startswith("linux"):
         import ctypes
 
+        parent = os.getppid()
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the build died before prctl took effect
+        if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
 
 
@@ -348,9 +348,7 @@ def _run_pool(jobs: list[Job], spec: SourceSpec, out: Path, workers: int) -> Ite
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
-    )
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
     try:
         futures = [pool.submit(build_clip, job, spec, str(out)) for job in jobs]
         for future in as_completed(futures):
@@ -397,48 +395,66 @@ def build(
     Raises RainsynthError on bad options or an unreadable source file (with on_error "fail"),
     OSError when writing fails (a full disk); finished clips stay and a rerun resumes.
     """
-    plan, options = make_plan(options)
     out = Path(out)
-    with _locked(out):
-        records = _existing_records(plan, out)
-        stale = dataset.remove_temp_folders(out) + _remove_temp_files(out)
-        if stale:
-            echo(f"removed {len(stale)} unfinished file(s) of an interrupted build")
-        todo = [job for job in plan.jobs if job.index not in records]
-        echo(
-            f"{options.source}: {len({job.ref.key for job in plan.jobs})} sequences, "
-            f"{len(plan.jobs)} clips ({_counts_text(plan.jobs)}) -> {out}"
-        )
-        if records:
-            echo(f"{len(records)} clips already built" + ("" if todo else "; nothing to render"))
-        skipped = {}
-        if todo:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(todo), unit="clip", desc="build", disable=not progress)
-            with bar:
-                for result in run_jobs(todo, plan.spec, out, workers=workers, scheduler=scheduler):
-                    if "built" in result:
-                        records[result["built"]["clip"]] = _record(result["built"])
-                    else:
-                        skipped[result["skipped"]["clip"]] = result["skipped"]
-                        bar.write(
-                            f"skipped {result['skipped']['name']}: {result['skipped']['error']}"
-                        )
-                    bar.update()
-        clips = [records[i] for i in sorted(records)]
-        manifest = {
-            **plan.header,
-            "counts": _counts(clips),
-            "clips": clips,
-            "skipped": [skipped[i] for i in sorted(skipped)],
-        }
-        _finish(out, manifest)
-        echo(
-            f"wrote {len(records)} clips" + (f", skipped {len(skipped)}" if skipped else "")
-            + f" to {out} (manifest.json, README.md)"
-        )  # fmt: skip
+    with _forget_sources():
+        plan, options = make_plan(options)
+        with _locked(out):
+            records = _existing_records(plan, out)
+            stale = dataset.remove_temp_folders(out) + _remove_temp_files(out)
+            if stale:
+                echo(f"removed {len(stale)} unfinished file(s) of an interrupted build")
+            todo = [job for job in plan.jobs if job.index not in records]
+            echo(
+                f"{options.source}: {len({job.ref.key for job in plan.jobs})} sequences, "
+                f"{len(plan.jobs)} clips ({_counts_text(plan.jobs)}) -> {out}"
+            )
+            if records:
+                echo(
+                    f"{len(records)} clips already built" + ("" if todo else "; nothing to render")
+                )
+            skipped = _render(todo, plan.spec, out, workers, scheduler, progress, records)
+            clips = [records[i] for i in sorted(records)]
+            manifest = {
+                **plan.header,
+                "counts": _counts(clips),
+                "clips": clips,
+                "skipped": [skipped[i] for i in sorted(skipped)],
+            }
+            _finish(out, manifest)
+    echo(
+        f"wrote {len(clips)} clips" + (f", skipped {len(skipped)}" if skipped else "")
+        + f" to {out} (manifest.json, README.md)"
+    )  # fmt: skip
     return manifest
+
+
+def _render(
+    todo: list[Job],
+    spec: SourceSpec,
+    out: Path,
+    workers: int,
+    scheduler: str | None,
+    progress: bool,
+    records: dict[int, dict],
+) -> dict[int, dict]:
+    """Build the clips of `todo` with a progress bar; add their records; return skip records."""
+    skipped: dict[int, dict] = {}
+    if not todo:
+        return skipped
+    from tqdm import tqdm
+
+    with tqdm(total=len(todo), unit="clip", desc="build", disable=not progress) as bar:
+        for result in run_jobs(todo, spec, out, workers=workers, scheduler=scheduler):
+            if "built" in result:
+                records[result["built"]["clip"]] = _record(result["built"])
+            else:
+                skip = result["skipped"]
+                skipped[skip["clip"]] = skip
+                bar.write(
+                    f"skipped {skip['split']}/{skip['preset']}/{skip['name']}: {skip['error']}"
+                )
+            bar.update()
+    return skipped
 
 
 def _finish(out: Path, manifest: dict) -> None:

@@ -47,6 +47,13 @@ PNG_COMPRESSION = 1
 """cv2.IMWRITE_PNG_COMPRESSION of the frames: zlib level 1 (see the dataset card for sizes)."""
 ZIP_LEVEL = 1
 """Deflate level of layers.npz and flow.npz."""
+ENCODING = {
+    "frames": f"8-bit RGB PNG, OpenCV IMWRITE_PNG_COMPRESSION {PNG_COMPRESSION}",
+    "layers": "S, U, beta, alpha: uint8 q with <name>_range [lo, hi], value = lo + q (hi - lo) "
+    f"/ 255; A, M: float32; deflate level {ZIP_LEVEL}",
+    "flow": f"float32 backward flow (T-1, H, W, 2) in px; deflate level {ZIP_LEVEL}",
+}
+"""How the files are encoded (recorded in the manifest)."""
 TEMP_PREFIX = ".tmp-"
 CLIP_FILE = "clip.json"
 PARAMS_FILE = "params.json"
