@@ -444,7 +444,8 @@ def _render(
     from tqdm import tqdm
 
     with tqdm(total=len(todo), unit="clip", desc="build", disable=not progress) as bar:
-        for result in run_jobs(todo, spec, out, workers=workers, scheduler=scheduler):
+        jobs = run_jobs(todo, spec, out.absolute(), workers=workers, scheduler=scheduler)
+        for result in jobs:
             if "built" in result:
                 records[result["built"]["clip"]] = _record(result["built"])
             else:
@@ -636,6 +637,12 @@ def _parse_presets(ctx: click.Context, param: click.Parameter, value: str) -> tu
     return presets
 
 
+class BuildError(click.ClickException):
+    """Bad input (options, source, output folder): "Error: ..." and exit code 2."""
+
+    exit_code = 2
+
+
 def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -733,7 +740,7 @@ def build_command(
             echo=echo,
         )
     except RainsynthError as error:
-        raise click.UsageError(str(error)) from None
+        raise BuildError(str(error)) from None
     except OSError as error:
         raise click.ClickException(
             f"{error}. The unfinished clip was removed and finished clips are kept: free "

@@ -177,8 +177,8 @@ Rain presets:
         params.json                the sampled rain parameters (rainsynth.RainParams)
         clip.json                  source reference (source, key, group), files, clip index, shape
 
-Frames are PNG with zlib level {dataset.PNG_COMPRESSION} (OpenCV `IMWRITE_PNG_COMPRESSION`):
-fast to write and read, a few percent larger than higher levels.
+Frames are PNG at zlib level {dataset.PNG_COMPRESSION} (OpenCV `IMWRITE_PNG_COMPRESSION`): about 1.5x
+faster to write than level 3 for about 4% more bytes; reading speed is the same at every level.
 
 ## Layer encoding
 
