@@ -218,13 +218,13 @@ class DatasetClip:
         """The clip folder."""
         return self.root / self.split / self.preset / self.name
 
-    def rain(self) -> np.ndarray:
-        """O~ (T, H, W, 3) float32 in [0, 1]."""
-        return self._frames("rain")
+    def rain(self, frames: slice = slice(None)) -> np.ndarray:
+        """O~ (T, H, W, 3) float32 in [0, 1]; `frames` reads only those frames (t0:t1)."""
+        return self._frames("rain", frames)
 
-    def clean(self) -> np.ndarray:
-        """B (T, H, W, 3) float32 in [0, 1]."""
-        return self._frames("clean")
+    def clean(self, frames: slice = slice(None)) -> np.ndarray:
+        """B (T, H, W, 3) float32 in [0, 1]; `frames` reads only those frames (t0:t1)."""
+        return self._frames("clean", frames)
 
     def layers(self) -> dict[str, np.ndarray]:
         """S, U, beta, alpha (T, H, W, 1) and A, M (T, 1, 1, 3), float32 as render gives them."""
@@ -247,9 +247,10 @@ class DatasetClip:
         """clip.json: the source reference, files, split, preset, seed and clip index."""
         return read_json(self.path / CLIP_FILE)
 
-    def _frames(self, kind: str) -> np.ndarray:
-        out = np.empty((self.num_frames, self.height, self.width, 3), np.float32)
-        for t in range(self.num_frames):
+    def _frames(self, kind: str, frames: slice) -> np.ndarray:
+        indices = range(self.num_frames)[frames]
+        out = np.empty((len(indices), self.height, self.width, 3), np.float32)
+        for i, t in enumerate(indices):
             path = self.path / kind / f"{t + 1:04d}.png"
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is None or image.shape != out.shape[1:]:
@@ -257,7 +258,7 @@ class DatasetClip:
                     f"frame {path} is missing, unreadable or not {self.width}x{self.height}"
                 )
             cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
-            np.divide(image, np.float32(255), out=out[t])
+            np.divide(image, np.float32(255), out=out[i])
         return out
 
 

@@ -103,6 +103,8 @@ def test_clip_round_trip(tmp_path):
     (read,) = read_dataset(tmp_path)
     assert read == DatasetClip(tmp_path, "train", "heavy", "clip", *SHAPE)
     np.testing.assert_array_equal(read.clean(), clean / np.float32(255))
+    np.testing.assert_array_equal(read.clean(slice(1, 3)), read.clean()[1:3])
+    np.testing.assert_array_equal(read.rain(slice(2, None)), read.rain()[2:])
     rain = read.rain()
     assert rain.dtype == np.float32 and rain.shape == (*SHAPE, 3)
     assert np.abs(rain - clip.rain).max() <= 0.5 / 255 + 1e-6
