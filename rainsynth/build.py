@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -332,7 +333,7 @@ def run_jobs(
     """
     if scheduler is not None:
         yield from _run_dask(jobs, spec, out, scheduler)
-    elif workers == 1:
+    elif min(workers, len(jobs)) == 1:
         threads = cv2.getNumThreads()
         cv2.setNumThreads(1)
         try:
@@ -341,18 +342,26 @@ def run_jobs(
         finally:
             cv2.setNumThreads(threads)
     else:
-        yield from _run_pool(jobs, spec, out, workers)
+        yield from _run_pool(jobs, spec, out, min(workers, len(jobs)))
 
 
 def _run_pool(jobs: list[Job], spec: SourceSpec, out: Path, workers: int) -> Iterator[dict]:
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    """Run jobs on a spawn process pool, keeping only a few per worker queued at a time."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
+    queue = iter(jobs)
+    running: set = set()
     try:
-        futures = [pool.submit(build_clip, job, spec, str(out)) for job in jobs]
-        for future in as_completed(futures):
-            yield future.result()
+        while True:
+            for job in itertools.islice(queue, 2 * workers - len(running)):
+                running.add(pool.submit(build_clip, job, spec, str(out)))
+            if not running:
+                return
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 import rainsynth
+from rainsynth import build as build_module
 from rainsynth import dataset
 from rainsynth.build import BuildOptions, build, build_command, clip_name, unique_names
 from rainsynth.dataset import read_dataset
@@ -341,3 +342,13 @@ def test_progress_bar_counts_clips_per_second(reference, tmp_path):
     done = rainsynth_build(*SMALL, "--workers", "1", out=out)
     assert "clip/s" in done.stderr and f"{CLIPS - 1} clips already built" in done.stderr
     assert hashes(out) == hashes(reference)
+
+
+def test_a_second_build_into_the_same_folder_is_refused(reference, tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    out = tmp_path / "data"
+    shutil.copytree(reference, out)
+    with open(out / build_module.LOCK, "a+b") as held:  # a build in progress holds this lock
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = CliRunner().invoke(build_command, [*SMALL, "--out", str(out), "-j", "1", "-q"])
+    assert result.exit_code == 2 and "another rainsynth build is writing" in result.output
