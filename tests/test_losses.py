@@ -20,9 +20,10 @@ from derain.losses import (
 TERMS = ("rect", "var", "opt_fine", "opt_reg", "flow_sup")
 
 
-@pytest.fixture(autouse=True, scope="module")
+@pytest.fixture(autouse=True)
 def one_thread():
-    """Tiny tensors: one thread is faster than two, and does not fight a busy machine."""
+    """Tiny tensors: one thread is faster than two, and does not fight a busy machine. Set per
+    test: rendering rain (numba's OpenMP layer) resets the OpenMP thread count torch uses."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

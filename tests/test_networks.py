@@ -20,9 +20,10 @@ ABLATIONS = ("v1", "v2", "v3", "v4", "v5")
 N, T, H, W = 1, 3, 32, 32
 
 
-@pytest.fixture(autouse=True, scope="module")
+@pytest.fixture(autouse=True)
 def one_thread():
-    """Tiny tensors: one thread is faster than two, and does not fight a busy machine."""
+    """Tiny tensors: one thread is faster than two, and does not fight a busy machine. Set per
+    test: rendering rain (numba's OpenMP layer) resets the OpenMP thread count torch uses."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
