@@ -545,17 +545,21 @@ def _locked(out: Path) -> Iterator[None]:
 
 
 def _check_out(out: Path) -> None:
-    """RainsynthError unless `out` is missing, empty, or (part of) a rainsynth dataset."""
+    """RainsynthError unless `out` is missing, empty, or holds only what a build writes there."""
+    from rainsynth.card import CARD_FILES
+
     if out.exists() and not out.is_dir():
         raise RainsynthError(f"--out {out} is a file; give a folder for the dataset")
-    entries = list(out.iterdir()) if out.is_dir() else []
-    names = {entry.name for entry in entries}
-    if MANIFEST in names or LOCK in names:
-        return
-    if not all(entry.is_dir() and entry.name in SIDES for entry in entries):
+    ours = {MANIFEST, LOCK, *CARD_FILES, *SIDES}
+    foreign = sorted(
+        entry.name
+        for entry in (out.iterdir() if out.is_dir() else [])
+        if entry.name not in ours and not _is_temp(entry)
+    )
+    if foreign:
         raise RainsynthError(
-            f"--out {out} is a non-empty folder that is not a rainsynth dataset (no {MANIFEST}); "
-            "give a new or empty folder"
+            f"--out {out} holds {', '.join(foreign[:5])}, which rainsynth build does not write: "
+            "it is not a rainsynth dataset; give a new or empty folder"
         )
 
 
