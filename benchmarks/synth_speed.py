@@ -21,8 +21,6 @@ import tempfile
 import time
 
 import cv2
-import numba
-import numpy as np
 
 import rainsynth
 from rainsynth.sources import open_source
@@ -78,11 +76,11 @@ def main() -> None:
             rain(image=frame)
 
     cv2.setNumThreads(1)
-    numba.set_num_threads(1)
+    rainsynth.set_num_threads(1)
     ours_1 = median_ms(lambda: rainsynth.render(clean, params), args.repeats) / frames
     theirs = median_ms(albumentations_clip, args.repeats) / frames
-    threads = min(2, numba.config.NUMBA_NUM_THREADS)
-    numba.set_num_threads(threads)
+    threads = 2
+    rainsynth.set_num_threads(threads)
     cv2.setNumThreads(threads)
     ours_2 = median_ms(lambda: rainsynth.render(clean, params), args.repeats) / frames
 

@@ -8,6 +8,7 @@ This package never imports torch; the deraining network lives in ``derain``.
 
 __version__ = "0.1.0"
 
+from rainsynth._jit import get_num_threads, set_num_threads  # noqa: E402
 from rainsynth.composite import RainClip, invert, render  # noqa: E402
 from rainsynth.params import RainParams, load_preset, sample_params  # noqa: E402
 
@@ -15,8 +16,10 @@ __all__ = [
     "RainClip",
     "RainParams",
     "__version__",
+    "get_num_threads",
     "invert",
     "load_preset",
     "render",
     "sample_params",
+    "set_num_threads",
 ]

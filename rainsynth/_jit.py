@@ -40,17 +40,34 @@ def jit(fn):
     return numba.njit(cache=_cache_writable(), nogil=True)(fn)
 
 
+_threads: int | None = None
+
+
+def set_num_threads(count: int) -> None:
+    """Render with `count` threads from now on (default: NUMBA_NUM_THREADS, i.e. all cores)."""
+    global _threads
+    if not isinstance(count, int) or count < 1:
+        raise ValueError(f"thread count must be an integer >= 1, got {count!r}")
+    _threads = count
+
+
+def get_num_threads() -> int:
+    """Threads used by rendering: ``set_num_threads``'s value, else NUMBA_NUM_THREADS.
+
+    Read from numba's configuration, never from numba's thread pool, which would start it (and
+    its OpenMP layer would reset torch's thread count in the same process).
+    """
+    return _threads or numba.config.NUMBA_NUM_THREADS
+
+
 @cache
 def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rainsynth")
 
 
 def run_parallel(kernel, count: int, *args) -> None:
-    """Run ``kernel(start, stop, *args)`` over [0, count) on ``numba.get_num_threads()`` threads.
-
-    The thread count follows NUMBA_NUM_THREADS and ``numba.set_num_threads``.
-    """
-    threads = min(numba.get_num_threads(), count)
+    """Run ``kernel(start, stop, *args)`` over [0, count) on ``get_num_threads()`` threads."""
+    threads = min(get_num_threads(), count)
     if threads <= 1:
         kernel(0, count, *args)
         return

@@ -305,3 +305,26 @@ def test_out_of_range_parameters_raise(section, data):
     values = {**getattr(params, section).__dict__, field.name: bad}
     with pytest.raises(ParamError, match=field.name):
         kind(**values)
+
+
+def test_render_leaves_torch_thread_count_alone():
+    """Rendering inside a training loop must not start numba's OpenMP pool (it resets torch's)."""
+    code = (
+        "import numpy as np, torch, rainsynth; torch.set_num_threads(1); "
+        "p = rainsynth.sample_params('heavy', seed=0, shape=(2, 16, 16)); "
+        "rainsynth.render(np.zeros((2, 16, 16, 3), np.uint8), p); print(torch.get_num_threads())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
+
+
+def test_set_num_threads_checks_its_argument_and_keeps_results():
+    clean, clip = rendered("heavy", seed=8)
+    before = rainsynth.get_num_threads()
+    try:
+        rainsynth.set_num_threads(3)
+        assert np.array_equal(rainsynth.render(clean, clip.params).rain, clip.rain)
+        with pytest.raises(ValueError, match="thread count"):
+            rainsynth.set_num_threads(0)
+    finally:
+        rainsynth.set_num_threads(before)
