@@ -26,13 +26,14 @@ frame_{t-1}(x + dx, y + dy)):
 
 from __future__ import annotations
 
+import multiprocessing
 import zlib
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 import rainsynth
 from rainsynth.dataset import DatasetClip, read_dataset
@@ -314,6 +315,26 @@ class OnlineRainClips(SourceClips):
         arrays["O"] = rendered.rain
         arrays.update(rendered.layers)
         return arrays, flow
+
+
+def make_loader(
+    dataset: KeyedClips, sampler: KeyedBatchSampler, workers: int, pin_memory: bool = False
+) -> DataLoader:
+    """A DataLoader over keyed batches. Workers start by "forkserver" (or "spawn"), never a
+    plain fork: a process forked after numba's or torch's thread pools ran (rendering, an
+    evaluation) can hang in the child."""
+    context = None
+    if workers > 0:
+        methods = multiprocessing.get_all_start_methods()
+        context = "forkserver" if "forkserver" in methods else "spawn"
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+        multiprocessing_context=context,
+    )
 
 
 def training_dataset(data, seed: int) -> KeyedClips:

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import click
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from derain.checkpoint import (
@@ -39,7 +38,7 @@ from derain.checkpoint import (
     save_weights,
 )
 from derain.config import DEVICES, ConfigError, TrainConfig
-from derain.data import Augment, DatasetClips, KeyedBatchSampler, SourceClips, collate
+from derain.data import Augment, DatasetClips, KeyedBatchSampler, SourceClips, make_loader
 from derain.losses import flow_loss_photometric, flow_loss_supervised
 from derain.model import build_flownet
 from derain.train import RunLog, autocast, make_optimizer, pick_device
@@ -135,9 +134,7 @@ def pretrain_flow(
     exact = clips == "source" and mode != "photometric" and config.data.online_source == "builtin"
     dataset = flow_dataset(config, clips, synthetic_only=exact)
     sampler = KeyedBatchSampler(len(dataset), config.data.batch_size, config.run.seed, start, total)
-    loader = DataLoader(
-        dataset, batch_sampler=sampler, num_workers=config.data.workers, collate_fn=collate
-    )
+    loader = make_loader(dataset, sampler, config.data.workers, device.type == "cuda")
     names = ["total", "epe", *(["supervised"] if mode != "photometric" else [])]
     names += ["photometric"] if mode != "supervised" else []
     log = RunLog(out, names, start)
@@ -190,7 +187,7 @@ _EPILOG = """\b
 Examples:
   rainsynth pretrain-flow --config derain/configs/small.toml --out runs/flow --iterations 2000
   rainsynth pretrain-flow --config derain/configs/small.toml --out runs/flow --mode photometric
-  rainsynth train --config derain/configs/small.toml --set run.flow_init='"runs/flow/flow.safetensors"'
+  rainsynth train --config derain/configs/small.toml --set run.flow_init=runs/flow/flow.safetensors
 """
 
 

@@ -32,7 +32,6 @@ import click
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from derain.checkpoint import (
@@ -47,9 +46,10 @@ from derain.checkpoint import (
     save_weights,
 )
 from derain.config import DEVICES, ConfigError, TrainConfig
-from derain.data import KeyedBatchSampler, collate, training_dataset
+from derain.data import KeyedBatchSampler, make_loader, training_dataset
 from derain.losses import derain_loss
 from derain.model import VideoDerainer, build_model
+from rainsynth.errors import RainsynthError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,13 +271,7 @@ def _train(
     sampler = KeyedBatchSampler(
         len(dataset), config.data.batch_size, config.run.seed, start, total, ddp.rank, ddp.world
     )
-    loader = DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        num_workers=config.data.workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-    )
+    loader = make_loader(dataset, sampler, config.data.workers, device.type == "cuda")
     terms = ["total", *(k for k, v in config.loss.to_dict().items() if v)]
     log = RunLog(out, terms, start) if ddp.main else None
     bar = tqdm(total=total, initial=start, disable=not (progress and ddp.main), unit="it")
@@ -402,8 +396,15 @@ def train_command(
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Entry point of ``python -m derain.train`` (for torchrun)."""
-    return train_command.main(args=argv, prog_name="derain.train")
+    """Entry point of ``python -m derain.train`` (for torchrun); bad input exits 2 with a message."""
+    try:
+        return train_command.main(args=argv, prog_name="derain.train", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except RainsynthError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

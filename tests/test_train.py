@@ -56,8 +56,9 @@ def test_thirty_iterations_lower_the_loss(dataset, tmp_path):
         tiny_config(
             dataset,
             tmp_path / "run",
+            data={"eval_dataset": str(dataset), "eval_clips": 2},
             optim={"iterations": 30, "schedule": "constant", "warmup": 0},
-            run={"checkpoint_every": 30, "log_every": 5},
+            run={"checkpoint_every": 30, "log_every": 5, "eval_every": 15},
         )
     )
     torch.manual_seed(config.run.seed)
@@ -75,6 +76,18 @@ def test_thirty_iterations_lower_the_loss(dataset, tmp_path):
         rows[0]
     )
     assert TrainConfig.load(tmp_path / "run" / "config.toml").to_dict() == config.to_dict()
+    with open(tmp_path / "run" / "eval.csv", newline="") as handle:
+        scores = list(csv.DictReader(handle))
+    assert [int(r["iteration"]) for r in scores] == [15, 30]
+    assert all(0 < float(r["ssim"]) <= 1 and float(r["psnr"]) > 5 for r in scores)
+
+
+def test_online_rain_training_runs(dataset, tmp_path):
+    online = {"online": True, "online_size": [48, 64], "online_clips": 2, "workers": 1}
+    config = TrainConfig.from_dict(
+        tiny_config(dataset, tmp_path / "run", data=online, optim={"iterations": 2})
+    )
+    assert read_weights(train(config, progress=False))[1]["iteration"] == "2"
 
 
 def _run(config: Path, *args: str) -> subprocess.Popen:
