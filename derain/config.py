@@ -45,7 +45,7 @@ class DataConfig:
     ``online_source`` (its folder ``online_root``, "" for builtin; ``online_clips`` builtin
     synthetic clips; frames resized to ``online_size``) with ``online_presets``.
     eval_dataset: a built dataset scored every ``run.eval_every`` iterations on its
-    ``eval_split`` (first ``eval_clips`` clips); empty = no evaluation.
+    ``eval_split`` (``eval_clips`` clips spread over its presets); empty = no evaluation.
     """
 
     datasets: tuple[str, ...] = ()

@@ -80,7 +80,7 @@ def score_dataset(
     method: str = "model",
     model: torch.nn.Module | None = None,
     device: torch.device | str = "cpu",
-    tile: int = 512,
+    tile: int = 1024,
     save_frames: str | Path | None = None,
     max_clips: int | None = None,
     consistency: bool = True,
@@ -90,7 +90,7 @@ def score_dataset(
 
     model: the VideoDerainer for method "model". presets: keep these (empty = all).
     save_frames: write the output frames as PNG under DIR/<split>/<preset>/<clip>/.
-    max_clips: score only the first N clips (in dataset order).
+    max_clips: score only N clips, evenly spaced over the dataset's (preset, name) order.
     """
     if method not in METHODS:
         raise RainsynthError(f"method must be one of {METHODS}, got {method!r}")
@@ -99,7 +99,8 @@ def score_dataset(
     ]
     if not clips:
         raise RainsynthError(f"{data} has no {split} clips of presets {list(presets)}")
-    clips = clips[:max_clips] if max_clips else clips
+    if max_clips and max_clips < len(clips):  # spread over presets and clips, deterministically
+        clips = [clips[i] for i in np.linspace(0, len(clips) - 1, max_clips).round().astype(int)]
     derainer = None
     if method == "model":
         if model is None:
@@ -214,7 +215,7 @@ Examples:
 @click.option(
     "--tile",
     type=int,
-    default=512,
+    default=1024,
     show_default=True,
     help="Tile frames larger than this (px per side); 0 = never.",
 )
@@ -230,7 +231,12 @@ Examples:
     type=click.Path(dir_okay=False),
     help="Write the scores to this .json or .csv file.",
 )
-@click.option("--max-clips", type=int, default=None, help="Score only the first N clips.")
+@click.option(
+    "--max-clips",
+    type=int,
+    default=None,
+    help="Score only N clips, spread evenly over the presets.",
+)
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def test_command(
     data: str,

@@ -193,7 +193,7 @@ def _truncate_csv(path: Path, iteration: int) -> None:
 
 
 def _evaluate(model: VideoDerainer, config: TrainConfig, device: torch.device) -> dict[str, float]:
-    """Mean Y PSNR/SSIM of the model on the first eval_clips held-out clips."""
+    """Mean Y PSNR/SSIM of the model on eval_clips held-out clips (spread over presets)."""
     from derain.evaluate import score_dataset
 
     data = config.data
@@ -258,6 +258,8 @@ def _train(
             folder, model, config.model.to_dict(), optimizer, scheduler
         )
     total = config.optim.iterations
+    if start > total:
+        raise ConfigError(f"the newest checkpoint of {out} is at iteration {start}, past {total}")
     if ddp.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.toml").write_text(config.to_toml(), encoding="utf-8")
