@@ -5,7 +5,9 @@ clip (VideoDerainer.forward, bf16 autocast on CUDA), derain_loss, AdamW with gra
 and a warmup + cosine/step schedule. Every ``checkpoint_every`` iterations the run folder gets
 ``checkpoints/iter_NNNNNNNN.safetensors`` (weights) and ``.state.pt`` (optimizer, scheduler, RNG
 states, iteration, elapsed time); at the end ``model.safetensors``. ``--resume`` continues from
-the newest checkpoint and, on CPU, ends with bitwise the same weights as a run never stopped.
+the newest checkpoint and, on CPU with the same torch thread count, ends with bitwise the same
+weights as a run never stopped: the data order is keyed by (seed, iteration), so the iteration
+is the data loader's position, and nothing else carries state between iterations.
 
 Run folder: config.toml (the resolved config), log.csv (iteration, total, each loss term, lr,
 seconds since the start of training), eval.csv (when evaluating), tb/ (TensorBoard, if
