@@ -4,10 +4,13 @@ Coarse to fine over an image pyramid at 1/2, 1/4, ..., 1/2^levels of the input: 
 previous frame is backward-warped by the current flow estimate, and a small conv stack predicts a
 residual flow from [frame_t, warped frame_{t-1}, flow]:
 
-    f_K = G_K(I_t^K, I_{t-1}^K, 0)
-    f_k = up(f_{k+1}) + G_k(I_t^k, warp(I_{t-1}^k, up(f_{k+1})), up(f_{k+1}))    k = K-1 .. 1
+    f_K = bound(G_K(I_t^K, I_{t-1}^K, 0))
+    f_k = up(f_{k+1}) + bound(G_k(I_t^k, warp(I_{t-1}^k, up(f_{k+1})), up(f_{k+1})))    k = K-1 .. 1
 
-where up() doubles size and flow. The finest estimate (1/2) is upsampled to full size.
+where up() doubles size and flow, and bound(x) = MAX_STEP * tanh(x / MAX_STEP) keeps each level's
+residual within MAX_STEP pixels of that level (as SpyNet's residuals are): trained jointly with
+the deraining losses, an unbounded coarse level can otherwise run away to flows of hundreds of
+pixels. The finest estimate (1/2) is upsampled to full size.
 Output: BACKWARD flow in pixels (N,2,H,W), warp(frame_{t-1}, flow) ~= frame_t (see derain.warp).
 """
 
@@ -21,6 +24,9 @@ from torch import nn
 
 from derain.blocks import activation
 from derain.warp import warp
+
+MAX_STEP = 4.0
+"""Largest residual flow one pyramid level may add, in pixels of that level."""
 
 
 def upsample_flow(flow: torch.Tensor) -> torch.Tensor:
@@ -81,5 +87,6 @@ class PyramidFlowNet(nn.Module):
             if k > 0:
                 flow = upsample_flow(flow)
             warped = warp(p, flow) if k > 0 else p
-            flow = flow + stage(torch.cat([c, warped.to(c.dtype), flow.to(c.dtype)], dim=1)).float()
+            step = stage(torch.cat([c, warped.to(c.dtype), flow.to(c.dtype)], dim=1)).float()
+            flow = flow + MAX_STEP * torch.tanh(step / MAX_STEP)
         return upsample_flow(flow)
