@@ -32,7 +32,6 @@ from pathlib import Path
 
 import click
 import cv2
-import numba
 
 import rainsynth
 from rainsynth import dataset
@@ -265,48 +264,37 @@ def build_clip(job: Job, spec: SourceSpec, out: str) -> dict:
     errors, else raised with the clip named. OSError (e.g. a full disk) propagates; the partial
     clip is removed first.
     """
-    with _one_numba_thread():
-        try:
-            sequence = spec.open().read(job.ref)
-        except SourceError as error:
-            if job.skip_errors:
-                return {"skipped": {**job.describe(), "error": str(error)}}
-            raise SourceError(
-                f"cannot build clip {job.split}/{job.preset.name}/{job.name}: {error}; fix or "
-                "remove the file, or pass --on-error skip to record the sequence as skipped"
-            ) from None
-        frames = sequence.frames
-        params = sample_params(job.preset, seed=job.seed, shape=frames.shape[:3], clip=job.index)
-        clip = rainsynth.render(frames, params)
-        info = {
-            **job.describe(),
-            "build": job.build,
-            "seed": job.seed,
-            "files": list(sequence.files),
-            "shape": list(frames.shape[:3]),
-            "flow": sequence.flow is not None,
-        }
-        dataset.write_clip(
-            job.folder(Path(out)),
-            rain=clip.rain,
-            clean=frames,
-            layers=clip.layers,
-            params=params,
-            flow=sequence.flow,
-            info=info,
-        )
-    return {"built": info}
-
-
-@contextlib.contextmanager
-def _one_numba_thread() -> Iterator[None]:
-    """Run numba-parallel code on one thread (workers are processes); restores the setting."""
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
+    rainsynth.set_num_threads(1)  # workers are processes (or Dask threads): one thread each
     try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
+        sequence = spec.open().read(job.ref)
+    except SourceError as error:
+        if job.skip_errors:
+            return {"skipped": {**job.describe(), "error": str(error)}}
+        raise SourceError(
+            f"cannot build clip {job.split}/{job.preset.name}/{job.name}: {error}; fix or "
+            "remove the file, or pass --on-error skip to record the sequence as skipped"
+        ) from None
+    frames = sequence.frames
+    params = sample_params(job.preset, seed=job.seed, shape=frames.shape[:3], clip=job.index)
+    clip = rainsynth.render(frames, params)
+    info = {
+        **job.describe(),
+        "build": job.build,
+        "seed": job.seed,
+        "files": list(sequence.files),
+        "shape": list(frames.shape[:3]),
+        "flow": sequence.flow is not None,
+    }
+    dataset.write_clip(
+        job.folder(Path(out)),
+        rain=clip.rain,
+        clean=frames,
+        layers=clip.layers,
+        params=params,
+        flow=sequence.flow,
+        info=info,
+    )
+    return {"built": info}
 
 
 def _init_worker() -> None:
@@ -334,13 +322,14 @@ def run_jobs(
     if scheduler is not None:
         yield from _run_dask(jobs, spec, out, scheduler)
     elif min(workers, len(jobs)) == 1:
-        threads = cv2.getNumThreads()
+        threads = cv2.getNumThreads(), rainsynth.get_num_threads()
         cv2.setNumThreads(1)
         try:
             for job in jobs:
                 yield build_clip(job, spec, str(out))
         finally:
-            cv2.setNumThreads(threads)
+            cv2.setNumThreads(threads[0])
+            rainsynth.set_num_threads(threads[1])
     else:
         yield from _run_pool(jobs, spec, out, min(workers, len(jobs)))
 
