@@ -88,9 +88,13 @@ def main() -> None:
         cold = first_call_seconds(cache)
         warm = first_call_seconds(cache)
 
-    print(f"rain rendering, heavy preset, {SHAPE[2]}x{SHAPE[1]}, median of {args.repeats} clips of {frames} frames")
+    print(
+        f"rain rendering, heavy preset, {SHAPE[2]}x{SHAPE[1]}, median of {args.repeats} clips of {frames} frames"
+    )
     print(f"  albumentations RandomRain (1 thread):  {theirs:7.3f} ms/frame  (streaks only, uint8)")
-    print(f"  rainsynth.render (1 thread):           {ours_1:7.3f} ms/frame  (4 factors + layers, float32)")
+    print(
+        f"  rainsynth.render (1 thread):           {ours_1:7.3f} ms/frame  (4 factors + layers, float32)"
+    )
     print(f"  rainsynth.render ({threads} threads):          {ours_2:7.3f} ms/frame")
     print(f"  ratio rainsynth / albumentations, 1 thread: {ours_1 / theirs:5.2f}x  (target <= 2x)")
     print(f"  ratio rainsynth / albumentations, {threads} threads: {ours_2 / theirs:5.2f}x")

@@ -26,7 +26,9 @@ def main() -> None:
     clean = source.read(source.sequences()[2]).frames
     heavy = rainsynth.render(clean, rainsynth.sample_params("heavy", seed=0, shape=clean.shape[:3]))
     sheet = contact_sheet(clean, heavy, frames=3)
-    write_png(HERE / "preview.png", cv2.resize(sheet, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA))
+    write_png(
+        HERE / "preview.png", cv2.resize(sheet, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    )
 
     light = rainsynth.render(clean, rainsynth.sample_params("light", seed=0, shape=clean.shape[:3]))
     theirs = A.RandomRain(rain_type="heavy", p=1.0)(image=clean[3])["image"]
