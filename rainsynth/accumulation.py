@@ -52,19 +52,17 @@ class HorizonDepth:
         low_h, low_w = max(1, height // factor), max(1, width // factor)
         prior = np.broadcast_to(self._prior(low_h, params.accumulation.horizon), (low_h, low_w))
         radius = max(1, low_h // 8)
-        coefficients = np.empty((2, num_frames, height, width), dtype=np.float32)
+        out = np.empty((num_frames, height, width), dtype=np.float32)
+        scale = np.float32(1 / 255) if clean.dtype == np.uint8 else np.float32(1)
+        upsampled = np.empty((2, height, width), dtype=np.float32)  # reused frame after frame
         for t in range(num_frames):
             # the guide is box-filtered below, so point-sampling it at low resolution suffices
             guide = _luminance(
                 clean[t, factor // 2 :: factor, factor // 2 :: factor][:low_h, :low_w]
             )
             for i, c in enumerate(_guided_coefficients(guide, prior, radius, self.eps)):
-                cv2.resize(
-                    c, (width, height), dst=coefficients[i, t], interpolation=cv2.INTER_LINEAR
-                )
-        out = np.empty((num_frames, height, width), dtype=np.float32)
-        scale = np.float32(1 / 255) if clean.dtype == np.uint8 else np.float32(1)
-        run_parallel(_apply_guided, num_frames * height, out, clean, scale, *coefficients)
+                cv2.resize(c, (width, height), dst=upsampled[i], interpolation=cv2.INTER_LINEAR)
+            run_parallel(_apply_guided, height, out[t], clean[t], scale, *upsampled)
         return out
 
     def _prior(self, height: int, horizon: float) -> np.ndarray:
@@ -147,15 +145,13 @@ def _luminance(frame: np.ndarray) -> np.ndarray:
 
 @jit
 def _apply_guided(start, stop, out, clean, scale, a, b):  # pragma: no cover
-    """out = clip(a * Y + b, 0, 1) on rows [start, stop) of the (T * H) rows: the fast guided
-    filter's full-resolution step, with Y the BT.601 luma of clean (T, H, W, 3) times ``scale``
-    and a, b (T, H, W) the upsampled coefficients."""
-    height = out.shape[1]
+    """out = clip(a * Y + b, 0, 1) on rows [start, stop) of one frame: the fast guided filter's
+    full-resolution step, with Y the BT.601 luma of clean (H, W, 3) times ``scale`` and a, b
+    (H, W) the upsampled coefficients."""
     r, g, bl = np.float32(LUMA[0] * scale), np.float32(LUMA[1] * scale), np.float32(LUMA[2] * scale)
     zero, one = np.float32(0.0), np.float32(1.0)
-    for row in range(start, stop):
-        t, y = row // height, row % height
-        pixels, slope, offset, depth = clean[t, y].reshape(-1), a[t, y], b[t, y], out[t, y]
+    for y in range(start, stop):
+        pixels, slope, offset, depth = clean[y].reshape(-1), a[y], b[y], out[y]
         for x in range(depth.shape[0]):
             luma = r * pixels[3 * x] + g * pixels[3 * x + 1] + bl * pixels[3 * x + 2]
             depth[x] = min(max(slope[x] * luma + offset[x], zero), one)

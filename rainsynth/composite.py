@@ -109,11 +109,16 @@ def _compose(
         t = row // height
         y = row - t * height
         rain, b_row = out[t, y].reshape(-1), clean[t, y].reshape(-1)
-        beta_row, add_row, alpha_row = beta[t, y], veil[t, y] + streaks[t, y], alpha[t, y]
+        beta_row, veil_row, streak_row, alpha_row = (
+            beta[t, y],
+            veil[t, y],
+            streaks[t, y],
+            alpha[t, y],
+        )
         a0, a1, a2 = light[t, 0], light[t, 1], light[t, 2]
         m0, m1, m2 = intensity[t, 0], intensity[t, 1], intensity[t, 2]
         for x in range(width):
-            b, add, m = beta_row[x], add_row[x], alpha_row[x]
+            b, add, m = beta_row[x], veil_row[x] + streak_row[x], alpha_row[x]
             keep = 1.0 - m
             o = b * (b_row[3 * x] * scale) + (1.0 - b) * a0 + add
             rain[3 * x] = min(max(keep * o + m * m0, 0.0), 1.0)
