@@ -78,7 +78,8 @@ def encode_layers(layers: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
             continue
         lo, hi = float(value.min()), float(value.max())
         step = (hi - lo) / 255.0
-        scaled = (value - np.float32(lo)) * np.float32(1.0 / step) if step > 0 else value * 0
+        # a range below float32 resolution is a constant layer (stored as 0 and its lo)
+        scaled = (value - np.float32(lo)) * np.float32(1.0 / step) if step > 1e-30 else value * 0
         arrays[name] = np.rint(scaled).astype(np.uint8)
         arrays[f"{name}_range"] = np.array([lo, hi], np.float32)
     return arrays

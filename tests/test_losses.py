@@ -20,16 +20,6 @@ from derain.losses import (
 TERMS = ("rect", "var", "opt_fine", "opt_reg", "flow_sup")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster than two, and does not fight a busy machine. Set per
-    test: rendering rain (numba's OpenMP layer) resets the OpenMP thread count torch uses."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_batch(
     n: int = 1, t: int = 3, h: int = 32, w: int = 32, seed: int = 0
 ) -> dict[str, torch.Tensor]:

@@ -20,16 +20,6 @@ ABLATIONS = ("v1", "v2", "v3", "v4", "v5")
 N, T, H, W = 1, 3, 32, 32
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster than two, and does not fight a busy machine. Set per
-    test: rendering rain (numba's OpenMP layer) resets the OpenMP thread count torch uses."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def rain_clip(seed: int = 0, n: int = N, t: int = T, h: int = H, w: int = W) -> torch.Tensor:
     return torch.rand(n, t, 3, h, w, generator=torch.Generator().manual_seed(seed))
 

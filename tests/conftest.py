@@ -1,0 +1,14 @@
+"""Shared test set-up."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tests use tiny tensors: one torch thread is faster than two and does not fight the other
+    work on a small machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
