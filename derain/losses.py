@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from derain.dict_config import DictConfig
 from derain.model import LAYER_NAMES, VideoDerainer
 from derain.recovery import residual_target
 from derain.warp import in_frame, warp
@@ -41,7 +42,7 @@ EPS = 1e-3
 
 
 @dataclass(frozen=True)
-class LossConfig:
+class LossConfig(DictConfig):
     """Weights of the loss terms; a term with weight 0 is not computed."""
 
     rect: float = 1.0
@@ -60,17 +61,6 @@ class LossConfig:
                 or v < 0
             ):
                 raise ValueError(f"LossConfig {f.name} must be a finite number >= 0; got {v!r}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> LossConfig:
-        allowed = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - allowed)
-        if unknown:
-            raise ValueError(f"unknown LossConfig keys {unknown}; allowed: {sorted(allowed)}")
-        return cls(**d)
 
 
 def _root(squared: torch.Tensor) -> torch.Tensor:

@@ -17,13 +17,13 @@ unwarped), v5 the full model.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from derain.convlstm import LSTMState
+from derain.dict_config import DictConfig
 from derain.flownet import PyramidFlowNet
 from derain.heads import layers_from_raw, prior_raw
 from derain.mf_alignnet import MFAlignNet
@@ -54,7 +54,7 @@ LAYER_NAMES = ("S", "U", "beta", "R", "A")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(DictConfig):
     """Network size and the ablation switches of Table 4.
 
     size: "small" (CPU-trainable: 16 base channels, 3 scales) or "paper" (64 base channels, 4 scales).
@@ -107,17 +107,6 @@ class ModelConfig:
     def n_res(self) -> tuple[int, ...]:
         """Residual blocks per U-Net scale."""
         return SIZES[self.size]["n_res"]
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
-        allowed = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - allowed)
-        if unknown:
-            raise ValueError(f"unknown ModelConfig keys {unknown}; allowed: {sorted(allowed)}")
-        return cls(**d)
 
 
 @dataclass

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
     """Tests use tiny tensors: one torch thread is faster than two and does not fight the other
     work on a small machine."""

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-import torch
-
 import rainsynth
 from rainsynth.dataset import write_clip
 from rainsynth.sources import open_source
@@ -63,13 +60,3 @@ def write_toml(path: Path, config: dict) -> Path:
 
     path.write_text(TrainConfig.from_dict(config).to_toml(), encoding="utf-8")
     return path
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_torch_thread():
-    """One torch thread in the tests that use it: tiny tensors gain nothing from more, and on a
-    busy 2-core machine OpenMP threads that spin-wait for each other are many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

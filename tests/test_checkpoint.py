@@ -11,7 +11,6 @@ import pytest
 import torch
 from derain_helpers import (
     TINY_MODEL,
-    single_torch_thread,  # noqa: F401
 )
 from safetensors.torch import save_file
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from derain_helpers import TINY_MODEL, make_dataset, single_torch_thread  # noqa: F401
+from derain_helpers import TINY_MODEL, make_dataset
 
 from derain import evaluate
 from derain.checkpoint import save_weights

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from derain_helpers import TINY_MODEL, single_torch_thread  # noqa: F401
+from derain_helpers import TINY_MODEL
 from torch import nn
 
 from derain.checkpoint import save_weights

@@ -15,7 +15,6 @@ import torch
 from click.testing import CliRunner
 from derain_helpers import (
     make_dataset,
-    single_torch_thread,  # noqa: F401
     tiny_config,
     write_toml,
 )
