@@ -1,10 +1,11 @@
 """Speed of ``rainsynth.render`` against albumentations' RandomRain, timed in the same run.
 
-    python benchmarks/synth_speed.py [--repeats 30]
+    python benchmarks/synth_speed.py [--repeats 50]
 
 Prints the median ms per frame of rendering the heavy preset on a 7x256x448 built-in clip, with
 one thread and with two (after the first, compiling call), next to albumentations' RandomRain
-(heavy rain type, one thread) on the same frames, and the ratio. RandomRain renders frozen
+(heavy rain type, one thread) on the same frames, and the ratio. The three take turns, a clip
+each per round, so a change in the machine's load shifts them alike. RandomRain renders frozen
 streaks only and returns uint8; rainsynth renders all four factors and keeps every layer in
 float32. Also: the first call in a fresh process with an empty numba cache (import + compile)
 and with the cache filled.
@@ -37,15 +38,21 @@ print(time.perf_counter() - t0)
 """
 
 
-def median_ms(fn, repeats: int) -> float:
-    """Median wall time of fn() in milliseconds, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved_medians(fns: dict, repeats: int) -> dict[str, float]:
+    """Median wall time in milliseconds of each fn(), after one warm-up call each.
+
+    The functions take turns, one call each per round, so a change in the machine's load
+    during the run affects all of them alike.
+    """
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
 def first_call_seconds(cache_dir: str) -> float:
@@ -59,7 +66,7 @@ def first_call_seconds(cache_dir: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args()
 
     source = open_source("builtin", size=SHAPE[1:], frames=SHAPE[0], count=1)
@@ -75,14 +82,24 @@ def main() -> None:
         for frame in clean:
             rain(image=frame)
 
-    cv2.setNumThreads(1)
-    rainsynth.set_num_threads(1)
-    ours_1 = median_ms(lambda: rainsynth.render(clean, params), args.repeats) / frames
-    theirs = median_ms(albumentations_clip, args.repeats) / frames
+    def with_threads(count: int, fn):
+        def run() -> None:
+            cv2.setNumThreads(count)
+            rainsynth.set_num_threads(count)
+            fn()
+
+        return run
+
     threads = 2
-    rainsynth.set_num_threads(threads)
-    cv2.setNumThreads(threads)
-    ours_2 = median_ms(lambda: rainsynth.render(clean, params), args.repeats) / frames
+    medians = interleaved_medians(
+        {
+            "theirs": with_threads(1, albumentations_clip),
+            "ours_1": with_threads(1, lambda: rainsynth.render(clean, params)),
+            "ours_2": with_threads(threads, lambda: rainsynth.render(clean, params)),
+        },
+        args.repeats,
+    )
+    theirs, ours_1, ours_2 = (medians[k] / frames for k in ("theirs", "ours_1", "ours_2"))
 
     with tempfile.TemporaryDirectory() as cache:
         cold = first_call_seconds(cache)

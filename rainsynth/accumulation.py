@@ -29,8 +29,11 @@ DepthProvider = Callable[[np.ndarray, RainParams], np.ndarray]
 LUMA = (0.299, 0.587, 0.114)
 """BT.601 luma weights of R, G, B."""
 
-LOW_RES_HEIGHT = 64
+LOW_RES_HEIGHT = 32
 """Height (px) at which the horizon prior is refined; the result is upsampled (fast guided filter)."""
+
+CHANNELS = 512
+"""The most channels one cv2 filter call takes (CV_CN_MAX): frames box-filtered per call."""
 
 
 @dataclass(frozen=True)
@@ -50,17 +53,15 @@ class HorizonDepth:
         num_frames, height, width = clean.shape[:3]
         factor = max(1, height // LOW_RES_HEIGHT)
         low_h, low_w = max(1, height // factor), max(1, width // factor)
-        prior = np.broadcast_to(self._prior(low_h, params.accumulation.horizon), (low_h, low_w))
-        radius = max(1, low_h // 8)
+        prior = self._prior(low_h, params.accumulation.horizon)
+        # the guide is box-filtered below, so point-sampling it at low resolution suffices
+        low = clean[:, factor // 2 :: factor, factor // 2 :: factor][:, :low_h, :low_w]
+        slope, offset = _guided_coefficients(_luminance(low), prior, max(1, low_h // 8), self.eps)
         out = np.empty((num_frames, height, width), dtype=np.float32)
         scale = np.float32(1 / 255) if clean.dtype == np.uint8 else np.float32(1)
         upsampled = np.empty((2, height, width), dtype=np.float32)  # reused frame after frame
         for t in range(num_frames):
-            # the guide is box-filtered below, so point-sampling it at low resolution suffices
-            guide = _luminance(
-                clean[t, factor // 2 :: factor, factor // 2 :: factor][:low_h, :low_w]
-            )
-            for i, c in enumerate(_guided_coefficients(guide, prior, radius, self.eps)):
+            for i, c in enumerate((slope[t], offset[t])):
                 cv2.resize(c, (width, height), dst=upsampled[i], interpolation=cv2.INTER_LINEAR)
             run_parallel(_apply_guided, height, out[t], clean[t], scale, *upsampled)
         return out
@@ -113,11 +114,16 @@ def as_depth_provider(depth: DepthProvider | float | np.ndarray | None) -> Depth
     return DepthMaps(np.asarray(depth))
 
 
-def transmission(depth: np.ndarray, k: float) -> np.ndarray:
-    """beta = exp(-k * d) (Sec. 3, accumulation), (T, H, W) depth -> (T, H, W, 1) float32 in (0, 1]."""
-    beta = np.multiply(depth, np.float32(-k), dtype=np.float32)
+def transmission(depth: np.ndarray, k: float, out: np.ndarray | None = None) -> np.ndarray:
+    """beta = exp(-k * d) (Sec. 3, accumulation), (T, H, W) depth -> (T, H, W, 1) float32 in (0, 1].
+
+    out: a (T, H, W, 1) float32 array to write into (default: a new array); returned.
+    """
+    out = np.empty(depth.shape + (1,), dtype=np.float32) if out is None else out
+    beta = out[..., 0]
+    np.multiply(depth, np.float32(-k), out=beta, dtype=np.float32)
     np.exp(beta, out=beta)
-    return beta[..., None]
+    return out
 
 
 def atmospheric_light(params: RainParams) -> np.ndarray:
@@ -136,11 +142,11 @@ def atmospheric_light(params: RainParams) -> np.ndarray:
     return light.astype(np.float32).reshape(-1, 1, 1, 3)
 
 
-def _luminance(frame: np.ndarray) -> np.ndarray:
-    """BT.601 luma of one RGB frame (H, W, 3) uint8 or float -> (H, W) float32 in [0, 1]."""
-    scale = 1 / 255 if frame.dtype == np.uint8 else 1.0
+def _luminance(frames: np.ndarray) -> np.ndarray:
+    """BT.601 luma of RGB frames (..., 3) uint8 or float -> (...) float32 in [0, 1]."""
+    scale = 1 / 255 if frames.dtype == np.uint8 else 1.0
     weights = np.array(LUMA, dtype=np.float32) * np.float32(scale)
-    return frame.astype(np.float32) @ weights
+    return frames.astype(np.float32) @ weights
 
 
 @jit
@@ -160,17 +166,23 @@ def _apply_guided(start, stop, out, clean, scale, a, b):  # pragma: no cover
 def _guided_coefficients(
     guide: np.ndarray, target: np.ndarray, radius: int, eps: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Guided filter (He et al.): box-averaged a, b with target ~ a * guide + b locally. (h, w) each."""
-    size = (2 * radius + 1, 2 * radius + 1)
-
-    def box(x: np.ndarray) -> np.ndarray:
-        return cv2.blur(
-            np.ascontiguousarray(x, dtype=np.float32), size, borderType=cv2.BORDER_REFLECT
-        )
-
-    mean_i, mean_p = box(guide), box(target)
-    cov_ip = box(guide * target) - mean_i * mean_p
-    var_i = box(guide * guide) - mean_i * mean_i
+    """Guided filter (He et al.) of each frame: box-averaged a, b with target ~ a * guide + b
+    locally. guide (T, h, w), target broadcastable to it -> a, b (T, h, w) float32."""
+    mean_i, mean_p = _box(guide, radius), _box(np.broadcast_to(target, guide.shape), radius)
+    cov_ip = _box(guide * target, radius) - mean_i * mean_p
+    var_i = _box(guide * guide, radius) - mean_i * mean_i
     a = cov_ip / (var_i + np.float32(eps))
     b = mean_p - a * mean_i
-    return box(a), box(b)
+    return _box(a, radius), _box(b, radius)
+
+
+def _box(x: np.ndarray, radius: int) -> np.ndarray:
+    """Means over (2 radius + 1)^2 windows in each frame of x (T, h, w), edges mirrored
+    (cv2.BORDER_REFLECT); (T, h, w) float32. Frames go through cv2 as channels, CHANNELS at a time."""
+    size = (2 * radius + 1, 2 * radius + 1)
+    out = np.empty(x.shape, dtype=np.float32)
+    for t in range(0, x.shape[0], CHANNELS):
+        frames = np.ascontiguousarray(np.moveaxis(x[t : t + CHANNELS], 0, -1), dtype=np.float32)
+        blurred = cv2.blur(frames, size, borderType=cv2.BORDER_REFLECT)
+        out[t : t + CHANNELS] = np.moveaxis(blurred.reshape(frames.shape), -1, 0)
+    return out

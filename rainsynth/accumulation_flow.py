@@ -32,12 +32,16 @@ def veil_velocity(params: RainParams) -> tuple[float, float]:
     return params.flow.speed * math.sin(angle), params.flow.speed * math.cos(angle)
 
 
-def render_accumulation_flow(params: RainParams) -> np.ndarray:
-    """The veil U of every frame, (T, H, W, 1) float32 in [0, opacity]."""
+def render_accumulation_flow(params: RainParams, out: np.ndarray | None = None) -> np.ndarray:
+    """The veil U of every frame, (T, H, W, 1) float32 in [0, opacity].
+
+    out: a float32 array of that shape to overwrite (default: a new array); returned.
+    """
     num_frames, height, width = params.shape
     p = params.flow
-    out = np.zeros((num_frames, height, width, 1), dtype=np.float32)
+    out = np.empty((num_frames, height, width, 1), dtype=np.float32) if out is None else out
     if p.opacity == 0.0 or p.coverage == 0.0:
+        out.fill(0.0)
         return out
     factor = max(1, height // LOW_RES_HEIGHT)
     low_h, low_w = -(-height // factor), -(-width // factor)
@@ -59,7 +63,7 @@ def render_accumulation_flow(params: RainParams) -> np.ndarray:
             borderMode=cv2.BORDER_WRAP,
         )
         veil = _smoothstep(moved, threshold) * np.float32(p.opacity)
-        out[t, :, :, 0] = cv2.resize(veil, (width, height), interpolation=cv2.INTER_LINEAR)
+        cv2.resize(veil, (width, height), dst=out[t, :, :, 0], interpolation=cv2.INTER_LINEAR)
     return out
 
 

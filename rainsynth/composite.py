@@ -59,18 +59,21 @@ def render(
         number of threads.
     """
     clean = _checked_clean(clean, params)
-    a = params.accumulation
-    beta = (
-        np.ones(clean.shape[:3] + (1,), np.float32)
-        if a.k == 0.0
-        else transmission(as_depth_provider(depth)(clean, params), a.k)
-    )
+    # One block for the four per-pixel layers (each renderer overwrites its own): a single large
+    # allocation is mapped in huge pages, where four separate ones would page-fault in 4 KiB
+    # steps, which cost more than rendering them.
+    streaks, veil, beta, alpha = np.empty((4,) + clean.shape[:3] + (1,), np.float32)
+    k = params.accumulation.k
+    if k == 0.0:
+        beta.fill(1.0)
+    else:
+        transmission(as_depth_provider(depth)(clean, params), k, out=beta)
     layers = {
-        "S": render_streaks(params),
-        "U": render_accumulation_flow(params),
+        "S": render_streaks(params, out=streaks),
+        "U": render_accumulation_flow(params, out=veil),
         "beta": beta,
         "A": atmospheric_light(params),
-        "alpha": render_occlusion(params),
+        "alpha": render_occlusion(params, out=alpha),
         "M": occlusion_intensity(params),
     }
     return RainClip(rain=compose(clean, layers), layers=layers, params=params)

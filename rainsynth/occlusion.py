@@ -24,11 +24,15 @@ def occlusion_intensity(params: RainParams) -> np.ndarray:
     return np.full((params.shape[0], 1, 1, 3), value, dtype=np.float32)
 
 
-def render_occlusion(params: RainParams) -> np.ndarray:
-    """The occlusion matte alpha of every frame, (T, H, W, 1) float32 in [0, 1]."""
+def render_occlusion(params: RainParams, out: np.ndarray | None = None) -> np.ndarray:
+    """The occlusion matte alpha of every frame, (T, H, W, 1) float32 in [0, 1].
+
+    out: a float32 array of that shape to overwrite (default: a new array); returned.
+    """
     num_frames, height, width = params.shape
-    out = np.zeros((num_frames, height, width, 1), dtype=np.float32)
+    out = np.empty((num_frames, height, width, 1), dtype=np.float32) if out is None else out
     if params.occlusion.density == 0.0:
+        out.fill(0.0)
         return out
     per_frame = [_draw_frame(params, t) for t in range(num_frames)]
     offsets = np.zeros(num_frames + 1, dtype=np.int64)
@@ -74,6 +78,7 @@ def _splat_drops(
     _, height, width = out.shape
     for t in range(start, stop):
         frame = out[t]
+        frame[:] = 0.0
         for i in range(offsets[t], offsets[t + 1]):
             reach = along[i] + softness
             x0 = max(int(math.floor(cx[i] - reach)), 0)

@@ -26,43 +26,52 @@ def fall_angles(streaks: StreakParams, num_frames: int) -> np.ndarray:
     return streaks.angle + streaks.drift * np.arange(num_frames, dtype=np.float64)
 
 
-def render_streaks(params: RainParams) -> np.ndarray:
-    """The streak layer S of every frame, (T, H, W, 1) float32 in [0, 1]."""
+def render_streaks(params: RainParams, out: np.ndarray | None = None) -> np.ndarray:
+    """The streak layer S of every frame, (T, H, W, 1) float32 in [0, 1].
+
+    out: a float32 array of that shape to overwrite (default: a new array); returned.
+    """
     num_frames, height, width = params.shape
-    out = np.zeros((num_frames, height, width, 1), dtype=np.float32)
+    out = np.empty((num_frames, height, width, 1), dtype=np.float32) if out is None else out
     if params.streaks.density == 0.0 or params.streaks.intensity == 0.0:
+        out.fill(0.0)
         return out
-    per_frame = [_draw_frame(params, t) for t in range(num_frames)]
-    offsets = np.zeros(num_frames + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(p[0]) for p in per_frame])
-    columns = [np.concatenate([p[i] for p in per_frame]) for i in range(7)]
+    offsets, columns = _draw(params)
     run_parallel(_splat_streaks, num_frames, out[..., 0], offsets, *columns)
     return out
 
 
-def _draw_frame(params: RainParams, t: int) -> tuple[np.ndarray, ...]:
-    """Streak geometry of frame t, drawn from the (seed, clip, t, "streaks") stream.
+def _draw(params: RainParams) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Streak geometry of every frame; frame t's draws come from its (seed, clip, t, "streaks")
+    stream, so frames are independent.
 
-    Returns float64 arrays (cx, cy, dx, dy, half_length, radius, peak), one entry per streak:
-    centre (px), unit direction, half length (px), cross-section radius (px), peak brightness.
+    Returns offsets (T + 1,) int64 (frame t's streaks are entries offsets[t]:offsets[t + 1]) and
+    float64 arrays (cx, cy, dx, dy, half_length, radius, peak), one entry per streak: centre (px),
+    unit direction, half length (px), cross-section radius (px), peak brightness.
     """
     p = params.streaks
-    _, height, width = params.shape
-    rng = stream(params.seed, params.clip, t, "streaks")
+    num_frames, height, width = params.shape
     z = LAYER_SCALE ** np.arange(p.layers)
     half_length = 0.5 * p.length * (height / 256.0) * z
     stroke = np.maximum(p.width * z, 0.35)
     margin = half_length + stroke
     area = (height + 2 * margin) * (width + 2 * margin)
-    counts = rng.poisson(p.density / z * area / 1e4)
-    per_streak = np.repeat(np.arange(p.layers), counts)
-    z, half_length, stroke, margin = (v[per_streak] for v in (z, half_length, stroke, margin))
-    n = len(per_streak)
-    u = rng.random((6, n))
-    angle = np.deg2rad(fall_angles(p, t + 1)[t] + p.jitter * rng.standard_normal(n))
+    counts, uniform, normal = [], [], []
+    for t in range(num_frames):
+        rng = stream(params.seed, params.clip, t, "streaks")
+        counts.append(rng.poisson(p.density / z * area / 1e4))
+        uniform.append(rng.random((6, counts[-1].sum())))
+        normal.append(rng.standard_normal(counts[-1].sum()))
+    per_frame = np.array([c.sum() for c in counts])
+    offsets = np.concatenate([[0], np.cumsum(per_frame)]).astype(np.int64)
+    layer = np.repeat(np.tile(np.arange(p.layers), num_frames), np.concatenate(counts))
+    frame = np.repeat(np.arange(num_frames), per_frame)
+    u, n = np.concatenate(uniform, axis=1), np.concatenate(normal)
+    z, half_length, stroke, margin = (v[layer] for v in (z, half_length, stroke, margin))
+    angle = np.deg2rad(fall_angles(p, num_frames)[frame] + p.jitter * n)
     widths = stroke * (0.8 + 0.4 * u[4])
     peak = p.intensity * (0.4 + 0.6 * z) * np.minimum(widths, 1.0) * (0.6 + 0.4 * u[5])
-    return (
+    return offsets, (
         -margin + (width + 2 * margin) * u[0],
         -margin + (height + 2 * margin) * u[1],
         np.sin(angle),
@@ -77,7 +86,7 @@ def _draw_frame(params: RainParams, t: int) -> tuple[np.ndarray, ...]:
 def _splat_streaks(
     start, stop, out, offsets, cx, cy, dx, dy, half_length, radius, peak
 ):  # pragma: no cover
-    """Add every streak of frames [start, stop) into out[t] (T, H, W), then clip to 1.
+    """Sum every streak of frames [start, stop) into out[t] (T, H, W), then clip to 1.
 
     A streak at centre c with unit direction d contributes, at pixel p with
     u = (p - c).d (along) and v = (p - c) x d (across):
@@ -89,9 +98,11 @@ def _splat_streaks(
     one, zero, ramp = np.float32(1.0), np.float32(0.0), np.float32(1.0 / 0.35)
     for t in range(start, stop):
         frame = out[t]
+        frame[:] = zero
         for i in range(offsets[t], offsets[t + 1]):
-            ext_x = abs(dx[i]) * half_length[i] + radius[i]
-            ext_y = abs(dy[i]) * half_length[i] + radius[i]
+            # |u| < half_length and |v| < radius bound the offsets: rx = u dx + v dy, ry = u dy - v dx
+            ext_x = abs(dx[i]) * half_length[i] + abs(dy[i]) * radius[i]
+            ext_y = abs(dy[i]) * half_length[i] + abs(dx[i]) * radius[i]
             x0 = max(int(math.floor(cx[i] - ext_x)), 0)
             x1 = min(int(math.ceil(cx[i] + ext_x)), width - 1)
             y0 = max(int(math.floor(cy[i] - ext_y)), 0)
@@ -100,7 +111,8 @@ def _splat_streaks(
             inv_r2 = np.float32(1.0 / (radius[i] * radius[i]))
             inv_h = np.float32(1.0 / half_length[i])
             peak_i = np.float32(peak[i])
-            # row y covers the band |v| < radius around x = cx + (y - cy) dx / dy
+            # row y meets the band |v| < radius only at |x - centre| < radius / |dy|, around
+            # centre = cx + (y - cy) dx / dy; pixels outside it would add exactly zero
             steep = abs(dy[i]) > 0.05
             slope = dx[i] / dy[i] if steep else 0.0
             reach = radius[i] / abs(dy[i]) if steep else 0.0
@@ -109,8 +121,8 @@ def _splat_streaks(
                 xa, xb = x0, x1
                 if steep:
                     centre = cx[i] + (y - cy[i]) * slope
-                    xa = max(xa, int(centre - reach))
-                    xb = min(xb, int(centre + reach) + 1)
+                    xa = max(xa, int(math.floor(centre - reach)) + 1)
+                    xb = min(xb, int(math.ceil(centre + reach)) - 1)
                 row = frame[y]
                 for x in range(xa, xb + 1):  # branch-free float32
                     rx = np.float32(x - cx[i])
