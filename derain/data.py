@@ -20,8 +20,9 @@ frame_{t-1}(x + dx, y + dy)):
 - temporal reversal: frames in reverse order. The backward flow of the reversed clip is the
   forward flow of the original, which datasets do not store, so a reversed sample has no
   "flow". Reversal is drawn once per iteration (keyed by (seed, iteration)), so a batch is
-  either all forward, with flow, or all reversed, without; :func:`collate` keeps "flow" only when
-  every sample has it.
+  either all forward, with flow, or all reversed, without. When only some samples of a batch
+  have flow (datasets that mix clips with and without it), :func:`collate` fills the others
+  with zeros and marks which are real in "flow_valid" (N,) bool.
 """
 
 from __future__ import annotations
@@ -189,15 +190,27 @@ def to_tensors(arrays: dict[str, np.ndarray], flow: np.ndarray | None) -> dict[s
 
 
 def collate(samples: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack samples on a new first dim; "flow" only when every sample has it."""
-    keys = set.intersection(*(set(s) for s in samples))
-    return {k: torch.stack([s[k] for s in samples]) for k in sorted(keys)}
+    """Stack samples on a new first dim.
+
+    "flow" (N,T-1,2,H,W) is kept when any sample has it, zeros standing in for the others, and
+    "flow_valid" (N,) bool says which samples' flow is real; the losses average over those only.
+    """
+    keys = set.intersection(*(set(s) for s in samples)) - {"flow"}
+    batch = {k: torch.stack([s[k] for s in samples]) for k in sorted(keys)}
+    flows = [s.get("flow") for s in samples]
+    known = next((f for f in flows if f is not None), None)
+    if known is not None:
+        batch["flow"] = torch.stack([known.new_zeros(known.shape) if f is None else f for f in flows])
+        batch["flow_valid"] = torch.tensor([f is not None for f in flows])
+    return batch
 
 
 class DatasetClips(KeyedClips):
     """Clips of one or more datasets built by ``rainsynth build``; a random window of T frames.
 
     roots: dataset folders; split: "train" / "test"; presets: keep these (empty = all).
+    clean_only: load only "B" (and "flow"), not the rain and its layers (flow pretraining).
+    flow_only: keep only the clips whose exact flow the dataset stores.
     """
 
     def __init__(
@@ -208,16 +221,22 @@ class DatasetClips(KeyedClips):
         frames: int,
         augment: Augment | None,
         seed: int = 0,
+        clean_only: bool = False,
+        flow_only: bool = False,
     ):
         super().__init__(frames, augment, seed)
+        self.clean_only = clean_only
         self.clips: list[DatasetClip] = []
         for root in roots:
             self.clips += [
-                c for c in read_dataset(root, split=split) if not presets or c.preset in presets
+                c
+                for c in read_dataset(root, split=split)
+                if (not presets or c.preset in presets) and (not flow_only or c.has_flow)
             ]
         if not self.clips:
             raise RainsynthError(
-                f"no {split} clips of presets {list(presets) or 'any'} in {', '.join(roots)}"
+                f"no {split} clips of presets {list(presets) or 'any'}"
+                f"{' with flow' if flow_only else ''} in {', '.join(roots)}"
             )
         short = [c for c in self.clips if c.num_frames < frames]
         if short:
@@ -242,8 +261,10 @@ class DatasetClips(KeyedClips):
         rng = np.random.default_rng([self.seed, key.position, _tag("window")])
         t0 = int(rng.integers(0, clip.num_frames - self.frames + 1)) if self.augment else 0
         window = slice(t0, t0 + self.frames)
-        arrays = {"O": clip.rain()[window], "B": clip.clean()[window]}
-        arrays.update({k: v[window] for k, v in clip.layers().items()})
+        arrays = {"B": clip.clean(window)}
+        if not self.clean_only:
+            arrays["O"] = clip.rain(window)
+            arrays.update({k: v[window] for k, v in clip.layers().items()})
         flow = clip.flow()
         return arrays, None if flow is None else flow[t0 : t0 + self.frames - 1]
 

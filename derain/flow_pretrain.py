@@ -6,10 +6,13 @@ No flow weights can be downloaded, so the pyramid flow net (derain.flownet) lear
   (derain.losses.flow_loss_supervised);
 - "photometric": self-supervised, backward-warped frame t-1 against frame t plus edge-aware
   smoothness (derain.losses.flow_loss_photometric), needing no flow at all;
-- "both" (default): their sum; batches without flow get the photometric term only.
+- "both" (default): their sum; samples without flow get the photometric term only.
 
-With a supervised term and the builtin source, only its synthetic clips (exact flow) are used;
-"photometric" also uses its real video clips.
+With ``--clips source`` (the builtin source), a supervised term uses only its synthetic clips
+(exact flow) and "photometric" also its real video clips. With ``--clips datasets``,
+"supervised" keeps the clips whose flow the datasets store and "both" uses every clip, the
+supervised term averaged over the samples that have flow. Use ``datasets`` to keep the test
+split's scenes out of pretraining: the builtin source lists every photo, held-out ones included.
 
 Every consecutive pair (t-1, t) of each clip is one training pair. Clips come from the training
 config: [model] size sets the flow net, [data] online_source / online_clips / online_size /
@@ -47,10 +50,10 @@ MODES = ("supervised", "photometric", "both")
 CLIPS = ("source", "datasets")
 
 
-def flow_dataset(config: TrainConfig, clips: str, synthetic_only: bool = False):
+def flow_dataset(config: TrainConfig, clips: str, flow_only: bool = False):
     """Clean clips (with flow where known) for flow pretraining; no temporal reversal.
 
-    synthetic_only: of the builtin source, only the synthetic clips (they have exact flow).
+    flow_only: only clips with exact flow (of the builtin source, its synthetic clips).
     """
     data = config.data
     augment = Augment(tuple(data.crop), data.hflip, data.vflip, reverse=False)
@@ -63,10 +66,17 @@ def flow_dataset(config: TrainConfig, clips: str, synthetic_only: bool = False):
             augment,
             config.run.seed,
             root=data.online_root,
-            synthetic_only=synthetic_only,
+            synthetic_only=flow_only,
         )
     return DatasetClips(
-        data.datasets, data.split, data.presets, data.frames, augment, config.run.seed
+        data.datasets,
+        data.split,
+        data.presets,
+        data.frames,
+        augment,
+        config.run.seed,
+        clean_only=True,
+        flow_only=flow_only,
     )
 
 
@@ -83,9 +93,12 @@ def flow_terms(
     gt = batch.get("flow")
     if gt is not None:
         gt = gt.reshape(n * (t - 1), 2, h, w)
-        terms["epe"] = torch.linalg.vector_norm(flow.detach() - gt, dim=1).mean()
+        valid = batch.get("flow_valid", torch.ones(n, dtype=torch.bool, device=gt.device))
+        valid = valid.repeat_interleave(t - 1)
+        epe = torch.linalg.vector_norm(flow.detach() - gt, dim=1).mean(dim=(1, 2))
+        terms["epe"] = epe[valid].mean()
         if mode in ("supervised", "both"):
-            terms["supervised"] = flow_loss_supervised(flow, gt)
+            terms["supervised"] = flow_loss_supervised(flow, gt, valid)
     elif mode == "supervised":
         raise ConfigError(
             "supervised flow pretraining needs clips with exact flow (the builtin source)"
@@ -131,8 +144,11 @@ def pretrain_flow(
         )
     total = config.optim.iterations
     out.mkdir(parents=True, exist_ok=True)
-    exact = clips == "source" and mode != "photometric" and config.data.online_source == "builtin"
-    dataset = flow_dataset(config, clips, synthetic_only=exact)
+    if clips == "source":
+        exact = mode != "photometric" and config.data.online_source == "builtin"
+    else:
+        exact = mode == "supervised"
+    dataset = flow_dataset(config, clips, flow_only=exact)
     sampler = KeyedBatchSampler(len(dataset), config.data.batch_size, config.run.seed, start, total)
     loader = make_loader(dataset, sampler, config.data.workers, device.type == "cuda")
     names = ["total", "epe", *(["supervised"] if mode != "photometric" else [])]

@@ -20,7 +20,7 @@ penalty on the end-point distance |F - F_gt|.
 - L_Flow (flow_sup): MF-AlignNet's flow against the exact ground-truth flow, when the batch has it.
 
 Batch keys (torch, (N,T,C,H,W)): "B" clean, "O" rain, "S", "U", "beta" (1 channel), "A" (N,T,3,1,1),
-optional "flow" (N,T-1,2,H,W) backward flow.
+optional "flow" (N,T-1,2,H,W) backward flow with "flow_valid" (N,) bool (which samples have it).
 """
 
 from __future__ import annotations
@@ -82,14 +82,25 @@ def _distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return charbonnier(a.float() - b.float()).mean()
 
 
-def _end_point(flow: torch.Tensor, flow_gt: torch.Tensor) -> torch.Tensor:
-    """Charbonnier end-point error, (...,2,H,W) -> mean over the rest."""
+def _end_point(
+    flow: torch.Tensor, flow_gt: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Charbonnier end-point error, (...,2,H,W) -> mean over the rest.
+
+    valid: bool over the leading dims of flow (e.g. (N,) of (N,T,2,H,W)); the mean then covers
+    only the valid entries (0 when none is).
+    """
     if flow.shape != flow_gt.shape or flow.shape[-3] != 2:
         raise ValueError(
             f"flow loss: need two (...,2,H,W) flows of one shape; got {tuple(flow.shape)} and {tuple(flow_gt.shape)}"
         )
     d = flow.float() - flow_gt.float()
-    return _root((d * d).sum(dim=-3)).mean()
+    error = _root((d * d).sum(dim=-3))
+    if valid is None:
+        return error.mean()
+    weight = valid.to(error.dtype)
+    per_entry = error.flatten(start_dim=valid.dim()).mean(dim=-1)
+    return (per_entry * weight).sum() / weight.sum().clamp(min=1.0)
 
 
 def _stages(outputs: dict[str, torch.Tensor]) -> list[str]:
@@ -167,9 +178,14 @@ def opt_reg_loss(clean_out: torch.Tensor, clean: torch.Tensor, flownet: nn.Modul
     return _end_point(functional_call(flownet, frozen, _pairs(clean_out)), flow_gt)
 
 
-def flow_loss_supervised(flow: torch.Tensor, flow_gt: torch.Tensor) -> torch.Tensor:
-    """Charbonnier end-point error of a flow (...,2,H,W) against the exact flow, pixels."""
-    return _end_point(flow, flow_gt)
+def flow_loss_supervised(
+    flow: torch.Tensor, flow_gt: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Charbonnier end-point error of a flow (...,2,H,W) against the exact flow, pixels.
+
+    valid: bool over leading dims, which entries have a real flow_gt (see ``_end_point``).
+    """
+    return _end_point(flow, flow_gt, valid)
 
 
 def flow_smoothness(
@@ -243,7 +259,9 @@ def derain_loss(
         terms["opt_reg"] = opt_reg_loss(outputs["B"], clean, net.flownet)
     aligned = net is None or net.config.use_align
     if config.flow_sup and aligned and batch.get("flow") is not None and clean.shape[1] > 1:
-        terms["flow_sup"] = flow_loss_supervised(outputs["flow"][:, 1:], batch["flow"])
+        terms["flow_sup"] = flow_loss_supervised(
+            outputs["flow"][:, 1:], batch["flow"], batch.get("flow_valid")
+        )
     total = sum(
         (getattr(config, k) * v for k, v in terms.items()), clean.new_zeros((), dtype=torch.float32)
     )

@@ -232,6 +232,11 @@ class DatasetClip:
         with np.load(self.path / LAYERS_FILE) as archive:
             return decode_layers({key: archive[key] for key in archive.files})
 
+    @property
+    def has_flow(self) -> bool:
+        """Whether the dataset stores this clip's exact flow."""
+        return (self.path / FLOW_FILE).exists()
+
     def flow(self) -> np.ndarray | None:
         """Exact backward flow (T-1, H, W, 2) float32 in px, or None when the source has none."""
         path = self.path / FLOW_FILE

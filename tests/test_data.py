@@ -95,18 +95,22 @@ def test_flips_and_crops_keep_the_flow_consistent_with_the_frames(flip):
     assert good < 0.2 * zero and wrong > 2 * good  # a flip that forgot to negate would fail
 
 
-def test_reversal_drops_the_flow_and_collate_keeps_flow_only_when_all_have_it():
+def test_reversal_drops_the_flow_and_collate_marks_which_samples_have_flow():
     arrays, flow = _clip_with_flow()
     augment = Augment((32, 32), hflip=False, reverse=True)
     out, out_flow = augment_clip(arrays, flow, augment, np.random.default_rng(0), True)
     assert out_flow is None
     cropped, _ = augment_clip(arrays, flow, augment, np.random.default_rng(0), False)
     np.testing.assert_array_equal(out["B"], cropped["B"][::-1])
-    with_flow = {"B": torch.zeros(4, 3, 8, 8), "flow": torch.zeros(3, 2, 8, 8)}
+    with_flow = {"B": torch.zeros(4, 3, 8, 8), "flow": torch.ones(3, 2, 8, 8)}
     without = {"B": torch.ones(4, 3, 8, 8)}
-    assert set(collate([with_flow, with_flow])) == {"B", "flow"}
-    assert set(collate([with_flow, without])) == {"B"}
-    assert collate([with_flow, without])["B"].shape == (2, 4, 3, 8, 8)
+    assert set(collate([without, without])) == {"B"}
+    both = collate([with_flow, with_flow])
+    assert set(both) == {"B", "flow", "flow_valid"} and both["flow_valid"].all()
+    mixed = collate([without, with_flow])
+    assert mixed["B"].shape == (2, 4, 3, 8, 8) and mixed["flow"].shape == (2, 3, 2, 8, 8)
+    assert mixed["flow_valid"].tolist() == [False, True]
+    assert not mixed["flow"][0].any() and mixed["flow"][1].eq(1).all()
 
 
 def test_dataset_samples_have_the_documented_shapes_and_are_keyed(dataset):
@@ -140,6 +144,17 @@ def test_dataset_presets_filter_and_errors(dataset):
         DatasetClips([str(dataset)], "train", (), 9, None)
     with pytest.raises(RainsynthError, match="no train clips"):
         DatasetClips([str(dataset)], "train", ("streaks",), 3, None)
+
+
+def test_clean_only_and_flow_only_clips_for_flow_pretraining(dataset):
+    everything = DatasetClips([str(dataset)], "train", (), 3, None)
+    clean = DatasetClips([str(dataset)], "train", (), 3, None, clean_only=True, flow_only=True)
+    assert len(clean) == len(everything) and all(c.has_flow for c in clean.clips)
+    assert set(clean[SampleKey(0, 0, 0, 0)]) == {"B", "flow"}
+    torch.testing.assert_close(clean[SampleKey(0, 0, 0, 0)]["B"], everything[SampleKey(0, 0, 0, 0)]["B"])
+    assert not any(c.has_flow for c in DatasetClips([str(dataset)], "test", (), 3, None).clips)
+    with pytest.raises(RainsynthError, match="no test clips .* with flow"):
+        DatasetClips([str(dataset)], "test", (), 3, None, flow_only=True)
 
 
 def test_online_rain_is_deterministic_and_new_every_epoch():

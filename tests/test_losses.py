@@ -104,6 +104,19 @@ def test_full_loss_logs_each_weighted_term(model):
     assert "flow_sup" not in log  # no ground-truth flow in the batch: skipped
 
 
+def test_flow_sup_averages_over_the_samples_that_have_flow_only(model):
+    batch = make_batch(n=2)
+    out = perfect_outputs(batch)
+    out["flow"] = out["flow"].detach().clone()
+    out["flow"][1] += 3.0  # sample 1 is wrong, but its flow is unknown
+    config = only("flow_sup")
+    _, log = derain_loss(out, {**batch, "flow_valid": torch.tensor([True, False])}, config, model)
+    assert log["flow_sup"] == 0.0
+    _, log = derain_loss(out, {**batch, "flow_valid": torch.tensor([False, True])}, config, model)
+    _, everyone = derain_loss(out, batch, config, model)
+    assert log["flow_sup"] == pytest.approx(2 * everyone["flow_sup"], rel=1e-5) and log["flow_sup"] > 2.9
+
+
 def test_flow_sup_skipped_without_alignment_and_opt_reg_needs_the_model():
     batch = make_batch()
     v4 = build_model(ModelConfig.ablation("v4"))
