@@ -200,7 +200,9 @@ def collate(samples: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tenso
     flows = [s.get("flow") for s in samples]
     known = next((f for f in flows if f is not None), None)
     if known is not None:
-        batch["flow"] = torch.stack([known.new_zeros(known.shape) if f is None else f for f in flows])
+        batch["flow"] = torch.stack(
+            [known.new_zeros(known.shape) if f is None else f for f in flows]
+        )
         batch["flow_valid"] = torch.tensor([f is not None for f in flows])
     return batch
 

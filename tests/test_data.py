@@ -151,7 +151,9 @@ def test_clean_only_and_flow_only_clips_for_flow_pretraining(dataset):
     clean = DatasetClips([str(dataset)], "train", (), 3, None, clean_only=True, flow_only=True)
     assert len(clean) == len(everything) and all(c.has_flow for c in clean.clips)
     assert set(clean[SampleKey(0, 0, 0, 0)]) == {"B", "flow"}
-    torch.testing.assert_close(clean[SampleKey(0, 0, 0, 0)]["B"], everything[SampleKey(0, 0, 0, 0)]["B"])
+    torch.testing.assert_close(
+        clean[SampleKey(0, 0, 0, 0)]["B"], everything[SampleKey(0, 0, 0, 0)]["B"]
+    )
     assert not any(c.has_flow for c in DatasetClips([str(dataset)], "test", (), 3, None).clips)
     with pytest.raises(RainsynthError, match="no test clips .* with flow"):
         DatasetClips([str(dataset)], "test", (), 3, None, flow_only=True)

@@ -114,7 +114,10 @@ def test_flow_sup_averages_over_the_samples_that_have_flow_only(model):
     assert log["flow_sup"] == 0.0
     _, log = derain_loss(out, {**batch, "flow_valid": torch.tensor([False, True])}, config, model)
     _, everyone = derain_loss(out, batch, config, model)
-    assert log["flow_sup"] == pytest.approx(2 * everyone["flow_sup"], rel=1e-5) and log["flow_sup"] > 2.9
+    assert (
+        log["flow_sup"] == pytest.approx(2 * everyone["flow_sup"], rel=1e-5)
+        and log["flow_sup"] > 2.9
+    )
 
 
 def test_flow_sup_skipped_without_alignment_and_opt_reg_needs_the_model():
