@@ -7,7 +7,9 @@ median of the 5 rain frames centred on each frame, the window cut at the clip's 
 Outputs are rounded to 8 bits before scoring, as saved frames are. Per clip: PSNR and SSIM are
 means over its frames (derain.metrics.psnr_y / ssim_y), temporal consistency is
 derain.metrics.temporal_consistency with the dataset's exact flow when stored, else flow
-estimated on the ground truth. The report holds every clip, the mean over clips per preset and
+estimated on the ground truth; "dry_error" and "dry_detail" (derain.metrics.rain_free_change)
+score the pixels that have no rain, where a method should change nothing (nan for clips that
+have none, e.g. under haze, which covers every pixel). The report holds every clip, the mean over clips per preset and
 the mean over all clips.
 """
 
@@ -28,13 +30,19 @@ from tqdm import tqdm
 from derain.checkpoint import atomic_write, load_model, resolve_weights
 from derain.config import DEVICES
 from derain.inference import FrameDerainer, to_uint8
-from derain.metrics import psnr_y, ssim_y, temporal_consistency
+from derain.metrics import (
+    psnr_y,
+    rain_free_change,
+    rain_free_mask,
+    ssim_y,
+    temporal_consistency,
+)
 from derain.train import pick_device
 from rainsynth.dataset import DatasetClip, read_dataset
 from rainsynth.errors import RainsynthError
 
 METHODS = ("model", "rain", "median5")
-METRICS = ("psnr", "ssim", "tc")
+METRICS = ("psnr", "ssim", "tc", "dry_error", "dry_detail")
 
 
 def median5(rain: np.ndarray) -> np.ndarray:
@@ -55,21 +63,32 @@ def quantise(frames: np.ndarray) -> np.ndarray:
 
 
 def score_clip(
-    output: np.ndarray, clean: np.ndarray, flow: np.ndarray | None, consistency: bool = True
+    output: np.ndarray,
+    clean: np.ndarray,
+    flow: np.ndarray | None,
+    consistency: bool = True,
+    dry: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """PSNR and SSIM (means over frames) and temporal consistency of one clip (T,H,W,3)."""
+    """PSNR and SSIM (means over frames) and temporal consistency of one clip (T,H,W,3); with
+    ``dry``, its rain-free pixels (T,H,W) bool, also dry_error and dry_detail there."""
     scores = {
         "psnr": float(np.mean([psnr_y(o, c) for o, c in zip(output, clean, strict=True)])),
         "ssim": float(np.mean([ssim_y(o, c) for o, c in zip(output, clean, strict=True)])),
     }
     if consistency:
         scores["tc"] = temporal_consistency(output, clean, flow)
+    if dry is not None:
+        scores["dry_error"], scores["dry_detail"] = rain_free_change(output, clean, dry)
     return scores
 
 
 def _means(rows: list[dict[str, Any]]) -> dict[str, float]:
-    keys = [k for k in METRICS if k in rows[0]]
-    return {"clips": len(rows), **{k: float(np.mean([r[k] for r in rows])) for k in keys}}
+    """Mean of each metric over the clips that have it (nan where none has)."""
+    means: dict[str, float] = {"clips": len(rows)}
+    for key in (k for k in METRICS if k in rows[0]):
+        values = [r[key] for r in rows if not math.isnan(r[key])]
+        means[key] = float(np.mean(values)) if values else float("nan")
+    return means
 
 
 def score_dataset(
@@ -118,7 +137,8 @@ def score_dataset(
         output = quantise(output)
         if save_frames is not None:
             _save_frames(Path(save_frames) / clip.split / clip.preset / clip.name, output)
-        scores = score_clip(output, clean, clip.flow() if consistency else None, consistency)
+        flow = clip.flow() if consistency else None
+        scores = score_clip(output, clean, flow, consistency, rain_free_mask(clip.layers()))
         rows.append({"preset": clip.preset, "name": clip.name, "frames": clip.num_frames, **scores})
     per_preset = {
         p: _means([r for r in rows if r["preset"] == p])
@@ -276,6 +296,11 @@ def test_command(
         click.echo(
             f"{method:8s} {preset:8s} {means['clips']:4d} clips  PSNR {means['psnr']:6.2f} dB  "
             f"SSIM {means['ssim']:.4f}  TC {means['tc']:.3f}"
+            + (
+                f"  rain-free: change {means['dry_error']:.2f} levels, detail {means['dry_detail']:.3f}"
+                if not math.isnan(means["dry_error"])
+                else ""
+            )
         )
     if report:
         click.echo(f"wrote {write_report(result, report)}")

@@ -8,6 +8,9 @@
   use_sample_covariance=False, data_range=255)``, which averages the same region.
 - :func:`temporal_consistency`: flow-warped change between consecutive outputs against the same
   change in the ground truth (definition in its docstring).
+- :func:`rain_free_mask` and :func:`rain_free_change`: what a method does where there is no
+  rain (e.g. between the streaks of the "streaks" preset, where beta = 1): the mean change of Y
+  and the share of the clean frame's detail kept there.
 """
 
 from __future__ import annotations
@@ -148,3 +151,42 @@ def temporal_consistency(
 def _same_shape(a: np.ndarray, b: np.ndarray) -> None:
     if a.shape != b.shape:
         raise ValueError(f"output shape {a.shape} differs from target shape {b.shape}")
+
+
+NO_RAIN = 0.5 / 255
+"""A layer value below half an 8-bit level counts as no rain (beta above 1 minus it)."""
+
+
+def rain_free_mask(layers: dict[str, np.ndarray], margin: int = 2) -> np.ndarray:
+    """Pixels without rain, (T,H,W) bool: S, U and alpha below NO_RAIN and beta above 1 - NO_RAIN,
+    shrunk by ``margin`` px so the rims of streaks and drops are left out.
+
+    layers: a dataset clip's layers, "S", "U", "beta", "alpha" (T,H,W,1).
+    """
+    dry = (layers["beta"][..., 0] >= 1.0 - NO_RAIN) & (layers["alpha"][..., 0] <= NO_RAIN)
+    for name in ("S", "U"):
+        dry &= layers[name][..., 0] <= NO_RAIN
+    if margin:
+        kernel = np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)
+        dry = np.stack([cv2.erode(m.astype(np.uint8), kernel) > 0 for m in dry])
+    return dry
+
+
+def rain_free_change(
+    output: np.ndarray, clean: np.ndarray, mask: np.ndarray
+) -> tuple[float, float]:
+    """What a method did where there is no rain: (error, detail) over the mask.
+
+    output, clean: (T,H,W,3) RGB in [0, 1]; mask: (T,H,W) bool (``rain_free_mask``).
+    error: mean |Y_out - Y_clean| in 8-bit levels (0 = untouched).
+    detail: sum |Laplacian(Y_out)| / sum |Laplacian(Y_clean)|, the share of fine detail kept
+    (1 = all, < 1 = smoothed away, > 1 = added).
+    Both are nan when the mask is empty.
+    """
+    _same_shape(output, clean)
+    if not mask.any():
+        return float("nan"), float("nan")
+    y_out, y_clean = rgb_to_y(output), rgb_to_y(clean)
+    error = float(np.abs(y_out - y_clean)[mask].mean())
+    lap = [np.abs(np.stack([cv2.Laplacian(f, cv2.CV_64F) for f in y])) for y in (y_out, y_clean)]
+    return error, float(lap[0][mask].sum() / max(lap[1][mask].sum(), 1e-12))

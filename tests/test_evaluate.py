@@ -69,6 +69,7 @@ def test_rain_and_median5_reports_equal_the_metric_functions(dataset, tmp_path):
         assert data["mean"]["psnr"] == pytest.approx(np.mean([w["psnr"] for w in expected]))
         heavy = [w["ssim"] for c, w in zip(clips, expected, strict=True) if c.preset == "heavy"]
         assert data["per_preset"]["heavy"]["ssim"] == pytest.approx(np.mean(heavy))
+        assert data["mean"]["dry_error"] == "nan"  # haze covers every pixel of these presets
 
 
 def test_model_report_equals_streamed_outputs_scored_by_hand(dataset, model_and_weights, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -9,8 +10,11 @@ from hypothesis import strategies as st
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from derain.metrics import (
+    Y_WEIGHTS,
     estimate_flow,
     psnr_y,
+    rain_free_change,
+    rain_free_mask,
     rgb_to_y,
     ssim_y,
     temporal_consistency,
@@ -126,3 +130,31 @@ def test_estimated_flow_follows_a_known_shift():
     assert np.median(np.abs(estimate[inner] - flow[inner])) < 0.25
     noisy = np.clip(frames + 0.05 * np.random.default_rng(4).standard_normal(frames.shape), 0, 1)
     assert temporal_consistency(noisy, frames) > 1.0  # flow estimated on the ground truth
+
+
+def test_rain_free_mask_keeps_only_pixels_without_any_rain_layer():
+    t, h, w = 2, 24, 32
+    layers = {k: np.zeros((t, h, w, 1), np.float32) for k in ("S", "U", "alpha")}
+    layers["beta"] = np.ones((t, h, w, 1), np.float32)
+    layers["S"][0, :, 10] = 0.3  # a vertical streak in frame 0
+    layers["beta"][1, :12] = 0.8  # haze over the top half of frame 1
+    dry = rain_free_mask(layers, margin=2)
+    assert dry.shape == (t, h, w)
+    assert not dry[0, :, 8:13].any() and dry[0, 5:-5, 14:-5].all()  # the streak and its rim
+    assert not dry[1, :14].any() and dry[1, 16:-3, 3:-3].all()
+    layers["beta"][:] = 0.9  # haze everywhere: no rain-free pixel
+    assert not rain_free_mask(layers).any()
+
+
+def test_rain_free_change_is_zero_and_one_when_untouched_and_measures_change():
+    rng = np.random.default_rng(0)
+    clean = rng.random((2, 32, 40, 3)).astype(np.float32) * 0.8
+    dry = np.zeros((2, 32, 40), bool)
+    dry[:, 4:-4, 4:-4] = True
+    assert rain_free_change(clean, clean, dry) == (0.0, 1.0)
+    brighter = clean + np.float32(2 / 255)
+    error, detail = rain_free_change(brighter, clean, dry)
+    assert error == pytest.approx(2 * Y_WEIGHTS.sum() / 255) and detail == pytest.approx(1.0)
+    blurred = np.stack([cv2.GaussianBlur(f, (5, 5), 1.5) for f in clean])
+    assert rain_free_change(blurred, clean, dry)[1] < 0.5  # detail smoothed away
+    assert all(np.isnan(rain_free_change(clean, clean, np.zeros_like(dry))))
