@@ -103,12 +103,36 @@ class DepthMaps:
         return np.ascontiguousarray(np.broadcast_to(maps, clean.shape[:3]))
 
 
+@dataclass(frozen=True)
+class CheckedDepth:
+    """A user's depth provider, its output checked: (T, H, W) of the clip, finite, in [0, 1]."""
+
+    provider: DepthProvider
+
+    def __call__(self, clean: np.ndarray, params: RainParams) -> np.ndarray:
+        depth = np.asarray(self.provider(clean, params))
+        if depth.shape != clean.shape[:3]:
+            raise ParamError(
+                f"depth provider {self.provider!r} returned shape {depth.shape}; "
+                f"expected (T, H, W) = {clean.shape[:3]}"
+            )
+        valid = depth.dtype.kind == "f" and np.isfinite(depth).all()
+        if not valid or depth.min() < 0.0 or depth.max() > 1.0:
+            raise ParamError(
+                f"depth provider {self.provider!r} must return finite floats in [0, 1]"
+            )
+        return depth
+
+
 def as_depth_provider(depth: DepthProvider | float | np.ndarray | None) -> DepthProvider:
-    """None -> HorizonDepth(); a number -> ConstantDepth; an array -> DepthMaps; a callable as is."""
+    """None -> HorizonDepth(); a number -> ConstantDepth; an array -> DepthMaps; the built-in
+    providers as they are; any other callable wrapped in CheckedDepth."""
     if depth is None:
         return HorizonDepth()
-    if callable(depth):
+    if isinstance(depth, HorizonDepth | ConstantDepth | DepthMaps | CheckedDepth):
         return depth
+    if callable(depth):
+        return CheckedDepth(depth)
     if isinstance(depth, int | float):
         return ConstantDepth(float(depth))
     return DepthMaps(np.asarray(depth))

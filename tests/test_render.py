@@ -198,6 +198,10 @@ def test_depth_providers():
         rainsynth.render(clean, params, depth=DepthMaps(np.zeros((5, 5))))
     with pytest.raises(ParamError, match=r"\[0, 1\]"):
         rainsynth.render(clean, params, depth=ramp * 2)
+    with pytest.raises(ParamError, match=r"returned shape \(1, 2, 3\); expected"):
+        rainsynth.render(clean, params, depth=lambda c, p: np.zeros((1, 2, 3), np.float32))
+    with pytest.raises(ParamError, match="finite floats in"):
+        rainsynth.render(clean, params, depth=lambda c, p: np.full(c.shape[:3], np.nan))
 
 
 def test_default_depth_is_far_at_the_top_and_near_at_the_bottom():
