@@ -9,8 +9,8 @@ means over its frames (derain.metrics.psnr_y / ssim_y), temporal consistency is
 derain.metrics.temporal_consistency with the dataset's exact flow when stored, else flow
 estimated on the ground truth; "dry_error" and "dry_detail" (derain.metrics.rain_free_change)
 score the pixels that have no rain, where a method should change nothing (nan for clips that
-have none, e.g. under haze, which covers every pixel). The report holds every clip, the mean over clips per preset and
-the mean over all clips.
+have none, e.g. under haze, which covers every pixel). The report holds every clip, the mean
+over clips per preset and the mean over all clips.
 """
 
 from __future__ import annotations
