@@ -7,8 +7,8 @@ one thread and with two (after the first, compiling call), next to albumentation
 (heavy rain type, one thread) on the same frames, and the ratio. The one-thread timings take
 turns, a clip each per round, so a change in the machine's load shifts both alike. RandomRain
 renders frozen streaks only and returns uint8; rainsynth renders all four factors and keeps
-every layer in float32. Also: the first call in a fresh process with an empty numba cache (import + compile)
-and with the cache filled.
+every layer in float32. Also: the first call in a fresh process with an empty numba cache
+(import + compile) and with the cache filled.
 """
 
 from __future__ import annotations
