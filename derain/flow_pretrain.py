@@ -44,7 +44,7 @@ from derain.config import DEVICES, ConfigError, TrainConfig
 from derain.data import Augment, DatasetClips, KeyedBatchSampler, SourceClips, make_loader
 from derain.losses import flow_loss_photometric, flow_loss_supervised
 from derain.model import build_flownet
-from derain.train import RunLog, autocast, make_optimizer, pick_device
+from derain.train import RunLog, autocast, clip_gradients, make_optimizer, pick_device
 
 MODES = ("supervised", "photometric", "both")
 CLIPS = ("source", "datasets")
@@ -166,8 +166,7 @@ def pretrain_flow(
             with autocast(device, config.run.amp):
                 loss, terms = flow_terms(flownet, batch, mode)
             loss.backward()
-            if config.optim.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(flownet.parameters(), config.optim.grad_clip)
+            clip_gradients(flownet, config.optim.grad_clip)
             optimizer.step()
             scheduler.step()
             done = iteration + 1

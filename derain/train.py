@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import os
 import time
 from contextlib import nullcontext
@@ -92,6 +93,26 @@ def autocast(device: torch.device, enabled: bool = True):
     return nullcontext()
 
 
+class TrainingError(RainsynthError):
+    """Training cannot go on (a non-finite gradient)."""
+
+
+def clip_gradients(module: torch.nn.Module, max_norm: float) -> None:
+    """Scale the gradients of ``module`` to a global norm of at most max_norm (0: leave them).
+
+    A NaN or infinite gradient raises TrainingError before the optimiser can write it into the
+    weights (where the next forward pass would fail far from the cause).
+    """
+    params = [p for p in module.parameters() if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else math.inf)
+    if not torch.isfinite(norm):
+        raise TrainingError(
+            f"the gradient norm is {float(norm)}: the loss or the network produced NaN or inf. "
+            "The weights were not updated; resume from the last checkpoint with a lower optim.lr "
+            "or [run] amp = false"
+        )
+
+
 def train_step(
     model: torch.nn.Module,
     batch: dict[str, torch.Tensor],
@@ -106,8 +127,7 @@ def train_step(
         outputs = model(batch["O"])
         loss, terms = derain_loss(outputs, batch, config.loss, model=net)
     loss.backward()
-    if config.optim.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(net.parameters(), config.optim.grad_clip)
+    clip_gradients(net, config.optim.grad_clip)
     optimizer.step()
     return terms
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from derain import InputPadder, ModelConfig, State, build_flownet, build_model, warp
 from derain.convlstm import ConvLSTMCell
+from derain.flownet import local_contrast
 from derain.heads import layers_from_raw, prior_raw
 from derain.recovery import InverseRecovery, recover, residual_target
 from derain.warp import in_frame
@@ -324,6 +325,24 @@ def test_flownet_shape_and_size_check():
     assert flow.shape == (2, 2, 32, 48) and flow.dtype == torch.float32
     with pytest.raises(ValueError, match="multiples of 16"):
         net(torch.rand(1, 3, 24, 32), torch.rand(1, 3, 24, 32))
+
+
+def test_local_contrast_normalises_luma():
+    g = torch.Generator().manual_seed(3)
+    frame = 0.2 + 0.5 * torch.rand(2, 3, 20, 24, generator=g)
+    contrast = local_contrast(frame)
+    assert contrast.shape == (2, 1, 20, 24) and contrast.dtype == torch.float32
+    torch.testing.assert_close(local_contrast(frame + 0.1), contrast, atol=1e-4, rtol=0)
+    assert local_contrast(torch.full((1, 3, 16, 16), 0.6)).abs().max() < 1e-5  # flat stays flat
+    edge = torch.zeros(1, 3, 16, 16)
+    edge[..., 8:] = 1.0  # a vertical step: dark left, bright right
+    c = local_contrast(edge)[0, 0]
+    assert (c[:, 6:8] < -0.5).all() and (c[:, 8:10] > 0.5).all() and c[:, :3].abs().max() < 1e-5
+    faint = local_contrast(0.5 + 0.1 * (edge - 0.5))[0, 0]  # a tenth of the step, a fifth of C
+    assert (faint[:, 8:10] > 0.2 * c[:, 8:10]).all() and (faint[:, 8:10] < c[:, 8:10]).all()
+    edge.requires_grad_(True)  # flat regions (zero variance) must not make the gradient NaN
+    local_contrast(edge * torch.rand(1, 3, 16, 16, generator=g)).square().sum().backward()
+    assert torch.isfinite(edge.grad).all() and edge.grad.abs().sum() > 0
 
 
 def test_convlstm_state_update():

@@ -24,7 +24,7 @@ from derain.config import ConfigError, TrainConfig
 from derain.data import DatasetClips, SampleKey, collate
 from derain.losses import derain_loss
 from derain.model import build_model
-from derain.train import train, train_command
+from derain.train import TrainingError, clip_gradients, train, train_command
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -219,8 +219,8 @@ def test_flow_pretraining_lowers_the_error_and_initialises_training(dataset, tmp
             dataset,
             tmp_path / "unused",
             data={"online_size": [48, 64], "online_clips": 4, "crop": [32, 48]},
-            optim={"iterations": 40, "lr": 3e-3, "schedule": "constant", "warmup": 0},
-            run={"checkpoint_every": 20, "log_every": 10},
+            optim={"iterations": 80, "lr": 1e-3, "schedule": "constant", "warmup": 0},
+            run={"checkpoint_every": 40, "log_every": 10},
         )
     )
     dataset_ = flow_dataset(config, "source", flow_only=True)
@@ -244,3 +244,15 @@ def test_flow_pretraining_lowers_the_error_and_initialises_training(dataset, tmp
     train(run, progress=False)  # a run starts from the pretrained flow net
     with pytest.raises(CheckpointError, match="expected 'rainsynth-flownet'"):
         load_flow_init(model, tmp_path / "run" / "model.safetensors")
+
+
+def test_gradients_clipped_and_non_finite_ones_stop_training():
+    layer = torch.nn.Linear(2, 1)
+    layer(torch.tensor([[30.0, -40.0]])).sum().backward()
+    clip_gradients(layer, 1.0)
+    assert torch.cat([p.grad.flatten() for p in layer.parameters()]).norm() <= 1.0 + 1e-6
+    layer.zero_grad()
+    layer(torch.tensor([[1.0, float("nan")]])).sum().backward()
+    for max_norm in (1.0, 0.0):  # also without clipping
+        with pytest.raises(TrainingError, match="gradient norm is nan"):
+            clip_gradients(layer, max_norm)
