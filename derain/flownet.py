@@ -7,8 +7,8 @@ thousand iterations before it starts to match them, while local contrast makes e
 region equally strong and the net learns within a few hundred.
 
 Coarse to fine over a pyramid of that contrast image at 1/2, 1/4, ..., 1/2^levels of the input: at
-each level the previous frame is backward-warped by the current flow estimate, and a small conv
-stack predicts a residual flow from [frame_t, warped frame_{t-1}, flow]:
+each level the previous frame's contrast is backward-warped by the current flow estimate, and a
+small conv stack predicts a residual flow from [C_t, warped C_{t-1}, flow] (I below is C):
 
     f_K = bound(G_K(I_t^K, I_{t-1}^K, 0))
     f_k = up(f_{k+1}) + bound(G_k(I_t^k, warp(I_{t-1}^k, up(f_{k+1})), up(f_{k+1})))    k = K-1 .. 1
