@@ -44,7 +44,14 @@ from derain.config import DEVICES, ConfigError, TrainConfig
 from derain.data import Augment, DatasetClips, KeyedBatchSampler, SourceClips, make_loader
 from derain.losses import flow_loss_photometric, flow_loss_supervised
 from derain.model import build_flownet
-from derain.train import RunLog, autocast, clip_gradients, make_optimizer, pick_device
+from derain.train import (
+    RunLog,
+    autocast,
+    clip_gradients,
+    flush_denormals,
+    make_optimizer,
+    pick_device,
+)
 
 MODES = ("supervised", "photometric", "both")
 CLIPS = ("source", "datasets")
@@ -123,6 +130,7 @@ def pretrain_flow(
     """Pretrain the flow net of ``config.model``'s size; returns OUT/flow.safetensors."""
     if mode not in MODES or clips not in CLIPS:
         raise ConfigError(f"mode must be one of {MODES} and clips one of {CLIPS}")
+    flush_denormals()
     out = Path(out)
     folder = out / "checkpoints"
     if not resume and list_checkpoints(folder):
