@@ -4,11 +4,18 @@ A head predicts *raw* variables; ``layers_from_raw`` maps them to the physical o
 
     S  streaks               (N,1,H,W)  raw, unbounded
     U  accumulation flow     (N,1,H,W)  raw, unbounded
-    beta transmission        (N,1,H,W)  sigmoid(raw)            in (0, 1)
+    beta transmission        (N,1,H,W)  exp(-k d), the rain model's beta = exp(-k d) (Sec. 3):
+                                        optical depth d = softplus(raw "d") (N,1,H,W) per pixel,
+                                        scaled by k = clamp(raw "k", 0, 1) (N,1,1,1) per frame
     R  residual              (N,3,H,W)  raw, unbounded (absorbs what Eq. 6 leaves out: occlusion)
     A  atmospheric light     (N,3,1,1)  sigmoid(g + TINT tanh(t)), grey level g and tint t (raw (N,4,1,1))
     B  (only when Eq. 6 is skipped, ablation v3) a residual on the rain frame, B = O + raw (N,3,H,W)
 
+How thick the veil is varies over the frame with depth, so d is estimated per pixel from its
+neighbourhood. Whether the frame is veiled at all is a property of the whole frame, so k, like A,
+comes from features pooled over all of it: k = 1 keeps the pixels' veil, k = 0 removes it and
+gives beta exactly 1 (streaks-only rain: no haze to remove), which a per-pixel sigmoid reaches only
+with an unbounded logit.
 Working in raw space lets MF-DerainNet's residual update v^M = v^S + delta (Sec. 4) keep beta and
 A in range. All raw variables are float32, also under autocast.
 """
@@ -19,16 +26,38 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 TINT = (
     0.5  # the largest per-channel departure of A from grey, in logits (about +-0.08 near A = 0.8)
 )
 PRIOR_BETA, PRIOR_LIGHT = 0.9, 0.8  # a light veil: where the heads start, and v1's stage-1 stand-in
-PIXEL_CHANNELS = {"S": 1, "U": 1, "beta": 1, "R": 3}
+PIXEL_CHANNELS = {"S": 1, "U": 1, "d": 1, "R": 3}
+GLOBAL_CHANNELS = {"A": 4, "k": 1}  # raw grey level and tint of A; raw veil scale k
 
 
 def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
+
+
+def _softplus_inverse(y: float) -> float:
+    return math.log(math.expm1(y))
+
+
+def _prior_globals() -> list[float]:
+    """Raw A (grey PRIOR_LIGHT, no tint) and raw k (1: veil kept), in GLOBAL_CHANNELS order."""
+    return [_logit(PRIOR_LIGHT), 0.0, 0.0, 0.0, 1.0]
+
+
+def _prior_depth() -> float:
+    """Raw d of the prior veil: beta = exp(-d) = PRIOR_BETA at k = 1."""
+    return _softplus_inverse(-math.log(PRIOR_BETA))
+
+
+def _split_globals(pooled: torch.Tensor) -> dict[str, torch.Tensor]:
+    """(N,5,1,1) per-frame raw variables -> {"A": (N,4,1,1), "k": (N,1,1,1)}."""
+    parts = pooled.split(list(GLOBAL_CHANNELS.values()), dim=1)
+    return dict(zip(GLOBAL_CHANNELS, parts, strict=True))
 
 
 class LayerHead(nn.Module):
@@ -36,7 +65,7 @@ class LayerHead(nn.Module):
 
     Args:
         channels: channels of the full-resolution features (N, channels, H, W).
-        pooled_channels: channels of the coarse features pooled for the global light A.
+        pooled_channels: channels of the coarse features pooled for the per-frame A and k.
         direct: also predict B directly (ablation v3, no inverse recovery).
         prior: start near the prior veil (SF-DerainNet); else near zero (MF-DerainNet's deltas).
     """
@@ -45,23 +74,23 @@ class LayerHead(nn.Module):
         super().__init__()
         self.names = dict(PIXEL_CHANNELS, **({"B": 3} if direct else {}))
         self.pixel = nn.Conv2d(channels, sum(self.names.values()), 3, padding=1)
-        self.light = nn.Linear(pooled_channels, 4)
+        self.globals = nn.Linear(pooled_channels, sum(GLOBAL_CHANNELS.values()))
         with torch.no_grad():  # start close to the prior veil (or, for deltas, to zero)
-            for layer in (self.pixel, self.light):
+            for layer in (self.pixel, self.globals):
                 layer.weight.mul_(0.1)
                 layer.bias.zero_()
             if prior:
                 names = list(self.names)
-                beta = sum(self.names[k] for k in names[: names.index("beta")])  # its channel
-                self.pixel.bias[beta] = _logit(PRIOR_BETA)
-                self.light.bias[0] = _logit(PRIOR_LIGHT)
+                depth = sum(self.names[k] for k in names[: names.index("d")])  # its channel
+                self.pixel.bias[depth] = _prior_depth()
+                self.globals.bias.copy_(torch.tensor(_prior_globals()))
 
     def forward(self, features: torch.Tensor, coarse: torch.Tensor) -> dict[str, torch.Tensor]:
         """features (N,C,H,W), coarse (N,C',h,w) -> raw variables (shapes in the module docstring)."""
         pixel = self.pixel(features).float()
         raw = dict(zip(self.names, pixel.split(list(self.names.values()), dim=1), strict=True))
-        raw["A"] = self.light(coarse.mean(dim=(2, 3))).float()[:, :, None, None]
-        return raw
+        pooled = self.globals(coarse.mean(dim=(2, 3))).float()[:, :, None, None]
+        return raw | _split_globals(pooled)
 
 
 def prior_raw(rain: torch.Tensor, direct: bool) -> dict[str, torch.Tensor]:
@@ -71,9 +100,10 @@ def prior_raw(rain: torch.Tensor, direct: bool) -> dict[str, torch.Tensor]:
     """
     n, _, h, w = rain.shape
     raw = {k: rain.new_zeros(n, c, h, w, dtype=torch.float32) for k, c in PIXEL_CHANNELS.items()}
-    raw["beta"] = raw["beta"] + _logit(PRIOR_BETA)
-    raw["A"] = rain.new_zeros(n, 4, 1, 1, dtype=torch.float32)
-    raw["A"][:, 0] = _logit(PRIOR_LIGHT)
+    raw["d"] = raw["d"] + _prior_depth()
+    pooled = torch.tensor(_prior_globals(), dtype=torch.float32, device=rain.device)
+    pooled = pooled.view(1, -1, 1, 1).expand(n, -1, 1, 1)
+    raw.update(_split_globals(pooled))
     if direct:
         raw["B"] = rain.new_zeros(n, 3, h, w, dtype=torch.float32)
     return raw
@@ -81,8 +111,8 @@ def prior_raw(rain: torch.Tensor, direct: bool) -> dict[str, torch.Tensor]:
 
 def layers_from_raw(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Raw variables -> physical layer variables (S, U, beta, R, A and, for v3, B's residual)."""
-    layers = dict(raw)
-    layers["beta"] = torch.sigmoid(raw["beta"])
+    layers = {k: v for k, v in raw.items() if k not in ("d", "k")}
+    layers["beta"] = torch.exp(-raw["k"].clamp(0.0, 1.0) * F.softplus(raw["d"]))  # exp(-k d)
     grey, tint = raw["A"][:, :1], raw["A"][:, 1:]
     layers["A"] = torch.sigmoid(grey + TINT * torch.tanh(tint))
     return layers

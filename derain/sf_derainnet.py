@@ -1,8 +1,9 @@
 """SF-DerainNet (Sec. 4): single-frame estimate of the rain layers of O~_t.
 
 A U-Net: stride-2 convs down, transposed convs up, residual blocks within encoder and decoder,
-encoder -> decoder skips. Pixel heads give S, U, beta, R at full resolution; the global light A
-comes from the pooled coarsest features. The inverse recovery (Eq. 6) then gives B^S_t.
+encoder -> decoder skips. Pixel heads give S, U, R and the depth d at full resolution; the global
+light A and the extinction k (beta = exp(-k d)) come from the pooled coarsest features. The inverse
+recovery (Eq. 6) then gives B^S_t.
 """
 
 from __future__ import annotations

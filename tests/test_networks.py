@@ -160,6 +160,22 @@ def test_recovery_switch_predicts_b_directly():
     torch.testing.assert_close(InverseRecovery(True)(rain, layers), expected)
 
 
+@settings(max_examples=25, deadline=None)
+@given(k=st.floats(-3.0, 3.0), depth=st.floats(-4.0, 4.0))
+def test_transmission_is_exp_minus_k_d_and_reaches_one(k, depth):
+    raw = prior_raw(torch.rand(2, 3, 4, 4), direct=False)
+    raw["k"] = torch.full_like(raw["k"], k)
+    raw["d"] = torch.full_like(raw["d"], depth)
+    beta = layers_from_raw(raw)["beta"]
+    d = torch.nn.functional.softplus(torch.tensor(depth))
+    expected = torch.exp(-min(max(k, 0.0), 1.0) * d)  # beta = exp(-k d), k in [0, 1], d > 0
+    torch.testing.assert_close(beta, expected.expand_as(beta))
+    assert 0 < beta.min() and beta.max() <= 1
+    if k <= 0:  # the frame's veil switched off: beta exactly 1 everywhere
+        assert (beta == 1).all()
+    assert set(layers_from_raw(raw)) == {"S", "U", "beta", "R", "A"}
+
+
 # --- the model ---------------------------------------------------------------------------------
 
 
@@ -184,7 +200,7 @@ def test_output_shapes_every_ablation(name):
     assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in out.values())
     for s in ("S", "M"):
         if f"beta_{s}" in out:
-            assert 0 < out[f"beta_{s}"].min() and out[f"beta_{s}"].max() < 1
+            assert 0 < out[f"beta_{s}"].min() and out[f"beta_{s}"].max() <= 1
             assert 0 < out[f"A_{s}"].min() and out[f"A_{s}"].max() < 1
     assert not out["flow"][:, 0].any()  # no previous frame at t = 0
     if name == "v4":
@@ -207,9 +223,9 @@ def test_gradients_reach_every_parameter(name):
     assert all(p.requires_grad for p in flow_params) == (name != "v4")
     heads = {
         "sf.head.pixel.weight",
-        "sf.head.light.weight",
+        "sf.head.globals.weight",
         "mf.head.pixel.weight",
-        "mf.head.light.weight",
+        "mf.head.globals.weight",
     }
     assert {k for k in heads if name != "v1" or k.startswith("mf")} <= set(trainable)
 
