@@ -2,8 +2,8 @@
 
 A U-Net: stride-2 convs down, transposed convs up, residual blocks within encoder and decoder,
 encoder -> decoder skips. Pixel heads give S, U, R and the depth d at full resolution; the global
-light A and the extinction k (beta = exp(-k d)) come from the pooled coarsest features. The inverse
-recovery (Eq. 6) then gives B^S_t.
+light A and the per-frame scale k of beta = exp(-k d) come from the pooled coarsest features. The
+inverse recovery (Eq. 6) then gives B^S_t.
 """
 
 from __future__ import annotations
