@@ -166,14 +166,15 @@ def test_transmission_is_exp_minus_k_d_and_reaches_one(k, depth):
     raw = prior_raw(torch.rand(2, 3, 4, 4), direct=False)
     raw["k"] = torch.full_like(raw["k"], k)
     raw["d"] = torch.full_like(raw["d"], depth)
-    beta = layers_from_raw(raw)["beta"]
+    layers = layers_from_raw(raw)
+    beta = layers["beta"]
     d = torch.nn.functional.softplus(torch.tensor(depth))
     expected = torch.exp(-min(max(k, 0.0), 1.0) * d)  # beta = exp(-k d), k in [0, 1], d > 0
     torch.testing.assert_close(beta, expected.expand_as(beta))
     assert 0 < beta.min() and beta.max() <= 1
     if k <= 0:  # the frame's veil switched off: beta exactly 1 everywhere
         assert (beta == 1).all()
-    assert set(layers_from_raw(raw)) == {"S", "U", "beta", "R", "A"}
+    assert set(layers) == {"S", "U", "beta", "R", "A"}
 
 
 # --- the model ---------------------------------------------------------------------------------
