@@ -6,7 +6,8 @@ A head predicts *raw* variables; ``layers_from_raw`` maps them to the physical o
     U  accumulation flow     (N,1,H,W)  raw, unbounded
     beta transmission        (N,1,H,W)  exp(-k d), the rain model's beta = exp(-k d) (Sec. 3):
                                         optical depth d = softplus(raw "d") (N,1,H,W) per pixel,
-                                        scaled by k = clamp(raw "k", 0, 1) (N,1,1,1) per frame
+                                        scaled by k = clamp(raw "k", 0, 1) (N,1,1,1) per frame,
+                                        whose gradient can reopen the gate (``veil_scale``)
     R  residual              (N,3,H,W)  raw, unbounded (absorbs what Eq. 6 leaves out: occlusion)
     A  atmospheric light     (N,3,1,1)  sigmoid(g + TINT tanh(t)), grey level g and tint t (raw (N,4,1,1))
     B  (only when Eq. 6 is skipped, ablation v3) a residual on the rain frame, B = O + raw (N,3,H,W)
@@ -109,10 +110,40 @@ def prior_raw(rain: torch.Tensor, direct: bool) -> dict[str, torch.Tensor]:
     return raw
 
 
+class _VeilScale(torch.autograd.Function):
+    """clamp(raw k, 0, 1) whose gradient also passes the clamp when it points back into range."""
+
+    @staticmethod
+    def forward(ctx, raw_k: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(raw_k)
+        return raw_k.clamp(0.0, 1.0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (raw_k,) = ctx.saved_tensors
+        inward = (
+            ((raw_k >= 0) & (raw_k <= 1)) | ((raw_k < 0) & (grad < 0)) | ((raw_k > 1) & (grad > 0))
+        )
+        return grad * inward
+
+
+def veil_scale(raw_k: torch.Tensor) -> torch.Tensor:
+    """k = clamp(raw_k, 0, 1), (N,1,1,1), with a gradient that can bring k back into [0, 1].
+
+    A plain clamp has no gradient outside [0, 1]: a frame whose raw k fell below 0 gets no signal
+    to raise it again, even when L_Var's beta target says it is veiled, and light rain's veil
+    stayed switched off (raw k down to -9 on training crops). Here the gradient passes the clamp
+    when gradient descent would move raw k back towards [0, 1], and only then: a straight-through
+    gradient in both directions drove raw k ever further out, pushing the shared features with
+    a signal that changes nothing, and training diverged. Beta still reaches exactly 1 at k = 0.
+    """
+    return _VeilScale.apply(raw_k)
+
+
 def layers_from_raw(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Raw variables -> physical layer variables (S, U, beta, R, A and, for v3, B's residual)."""
     layers = {k: v for k, v in raw.items() if k not in ("d", "k")}
-    layers["beta"] = torch.exp(-raw["k"].clamp(0.0, 1.0) * F.softplus(raw["d"]))  # exp(-k d)
+    layers["beta"] = torch.exp(-veil_scale(raw["k"]) * F.softplus(raw["d"]))  # exp(-k d)
     grey, tint = raw["A"][:, :1], raw["A"][:, 1:]
     layers["A"] = torch.sigmoid(grey + TINT * torch.tanh(tint))
     return layers

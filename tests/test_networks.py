@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -175,6 +176,23 @@ def test_transmission_is_exp_minus_k_d_and_reaches_one(k, depth):
     if k <= 0:  # the frame's veil switched off: beta exactly 1 everywhere
         assert (beta == 1).all()
     assert set(layers) == {"S", "U", "beta", "R", "A"}
+
+
+@settings(max_examples=25, deadline=None)
+@given(k=st.floats(-9.0, 3.0), target=st.sampled_from([0.8, 1.2]))
+def test_a_shut_veil_gate_learns_only_to_come_back_into_range(k, target):
+    """veil_scale: forward clamps k to [0, 1]; the gradient passes the clamp only inward."""
+    raw = prior_raw(torch.rand(1, 3, 4, 4), direct=False)
+    raw["k"] = torch.full_like(raw["k"], k).requires_grad_(True)
+    beta = layers_from_raw(raw)["beta"]
+    ((beta - target) ** 2).mean().backward()
+    expected = math.exp(-min(max(k, 0.0), 1.0) * -math.log(0.9))  # the prior depth: exp(-d) = 0.9
+    assert beta.max().item() == pytest.approx(expected, rel=1e-5)
+    grad, shut, full = raw["k"].grad.item(), k < 0, k > 1
+    if target < 0.9:  # a thicker veil asked for: descent raises raw k, also where the gate is shut
+        assert grad == 0 if full else grad < 0
+    else:  # a veil thinner than none asked for: descent lowers raw k, but not further below 0
+        assert grad == 0 if shut else grad > 0
 
 
 # --- the model ---------------------------------------------------------------------------------
