@@ -179,7 +179,10 @@ def test_transmission_is_exp_minus_k_d_and_reaches_one(k, depth):
 
 
 @settings(max_examples=25, deadline=None)
-@given(k=st.floats(-9.0, 3.0), target=st.sampled_from([0.8, 1.2]))
+@given(
+    k=st.floats(-9.0, 3.0).filter(lambda k: k == 0 or abs(k) > 1e-6),  # no sign lost to float32
+    target=st.sampled_from([0.8, 1.2]),
+)
 def test_a_shut_veil_gate_learns_only_to_come_back_into_range(k, target):
     """veil_scale: forward clamps k to [0, 1]; the gradient passes the clamp only inward."""
     raw = prior_raw(torch.rand(1, 3, 4, 4), direct=False)
