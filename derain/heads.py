@@ -130,12 +130,11 @@ class _VeilScale(torch.autograd.Function):
 def veil_scale(raw_k: torch.Tensor) -> torch.Tensor:
     """k = clamp(raw_k, 0, 1), (N,1,1,1), with a gradient that can bring k back into [0, 1].
 
-    A plain clamp has no gradient outside [0, 1]: a frame whose raw k fell below 0 gets no signal
-    to raise it again, even when L_Var's beta target says it is veiled, and light rain's veil
-    stayed switched off (raw k down to -9 on training crops). Here the gradient passes the clamp
-    when gradient descent would move raw k back towards [0, 1], and only then: a straight-through
-    gradient in both directions drove raw k ever further out, pushing the shared features with
-    a signal that changes nothing, and training diverged. Beta still reaches exactly 1 at k = 0.
+    A plain clamp has no gradient outside [0, 1]: a frame whose raw k falls below 0 gets no signal
+    to raise it again, even when L_Var's beta target says it is veiled, so light rain's faint veil
+    can stay switched off for good. Here the gradient passes the clamp only when descent would move
+    raw k back towards [0, 1]; passed outward too, it would push raw k, and the shared features
+    with it, ever further for no change in the output. Beta still reaches exactly 1 at k = 0.
     """
     return _VeilScale.apply(raw_k)
 

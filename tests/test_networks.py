@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from hypothesis import strategies as st
 from derain import InputPadder, ModelConfig, State, build_flownet, build_model, warp
 from derain.convlstm import ConvLSTMCell
 from derain.flownet import local_contrast
-from derain.heads import layers_from_raw, prior_raw
+from derain.heads import PRIOR_BETA, layers_from_raw, prior_raw
 from derain.recovery import InverseRecovery, recover, residual_target
 from derain.warp import in_frame
 
@@ -189,7 +188,7 @@ def test_a_shut_veil_gate_learns_only_to_come_back_into_range(k, target):
     raw["k"] = torch.full_like(raw["k"], k).requires_grad_(True)
     beta = layers_from_raw(raw)["beta"]
     ((beta - target) ** 2).mean().backward()
-    expected = math.exp(-min(max(k, 0.0), 1.0) * -math.log(0.9))  # the prior depth: exp(-d) = 0.9
+    expected = PRIOR_BETA ** min(max(k, 0.0), 1.0)  # exp(-k d) at the prior depth, exp(-d) = 0.9
     assert beta.max().item() == pytest.approx(expected, rel=1e-5)
     grad, shut, full = raw["k"].grad.item(), k < 0, k > 1
     if target < 0.9:  # a thicker veil asked for: descent raises raw k, also where the gate is shut
