@@ -45,6 +45,20 @@ def _softplus_inverse(y: float) -> float:
     return math.log(math.expm1(y))
 
 
+def raw_channels(direct: bool) -> int:
+    """Channels of ``stack_raw``'s output: the pixel, (for v3) B and the per-frame variables."""
+    return sum(PIXEL_CHANNELS.values()) + 3 * direct + sum(GLOBAL_CHANNELS.values())
+
+
+def stack_raw(raw: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Raw variables as one (N,C,H,W) map, C = raw_channels: S, U, d, R, (B), then A and k
+    broadcast over the frame. MF-DerainNet reads v^S this way to know what its deltas correct."""
+    pixel = [raw[k] for k in (*PIXEL_CHANNELS, "B") if k in raw]
+    n, _, h, w = pixel[0].shape
+    per_frame = [raw[k].expand(n, -1, h, w) for k in GLOBAL_CHANNELS]
+    return torch.cat(pixel + per_frame, dim=1)
+
+
 def _prior_globals() -> list[float]:
     """Raw A (grey PRIOR_LIGHT, no tint) and raw k (1: veil kept), in GLOBAL_CHANNELS order."""
     return [_logit(PRIOR_LIGHT), 0.0, 0.0, 0.0, 1.0]

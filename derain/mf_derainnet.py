@@ -1,10 +1,12 @@
 """MF-DerainNet (Sec. 4): refine the single-frame layers with the aligned previous frame.
 
 Two encoder branches, one on the clean estimates [B^S_t, B^{M,F}_{t-1}] and one on the rain frames
-[O~_t, O~^F_{t-1}], are fused before the coarsest scale. A ConvLSTM at the coarsest scale carries
-memory across frames. The decoder, with skips from the clean-estimate branch, predicts residual
-variables: v^M_t = v^S_t + delta_t for v in S, U, beta, R, A (added in raw space, derain.heads);
-the inverse recovery (Eq. 6) then gives the final B^M_t.
+[O~_t, O~^F_{t-1}], are fused before the coarsest scale. The clean-estimate branch also reads the
+single-frame variables v^S themselves (derain.heads.stack_raw): the deltas correct them, and B^S_t
+alone does not say what they are (Eq. 6 has more unknowns than B^S_t has channels). A ConvLSTM at
+the coarsest scale carries memory across frames. The decoder, with skips from the clean-estimate
+branch, predicts residual variables: v^M_t = v^S_t + delta_t for v in S, U, beta, R, A (added in
+raw space, derain.heads); the inverse recovery (Eq. 6) then gives the final B^M_t.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from torch import nn
 
 from derain.blocks import Decoder, Encoder, activation, conv3x3, stage
 from derain.convlstm import ConvLSTMCell, LSTMState
-from derain.heads import LayerHead
+from derain.heads import LayerHead, raw_channels, stack_raw
 
 
 class MFDerainNet(nn.Module):
@@ -41,7 +43,7 @@ class MFDerainNet(nn.Module):
         if len(channels) < 2:
             raise ValueError(f"MFDerainNet needs at least 2 scales; got channels {tuple(channels)}")
         fine, coarsest = channels[:-1], channels[-1]
-        self.clean_encoder = Encoder(6, fine, n_res[:-1])
+        self.clean_encoder = Encoder(6 + raw_channels(direct), fine, n_res[:-1])
         self.rain_encoder = Encoder(6, fine, n_res[:-1])
         self.fuse = nn.Sequential(conv3x3(2 * fine[-1], fine[-1]), activation())
         self.bottom = stage(fine[-1], coarsest, 2, n_res[-1])
@@ -65,13 +67,15 @@ class MFDerainNet(nn.Module):
         self,
         clean: torch.Tensor,
         clean_prev_aligned: torch.Tensor,
+        raw_single: dict[str, torch.Tensor],
         rain: torch.Tensor,
         rain_prev_aligned: torch.Tensor,
         state: LSTMState | None,
     ) -> tuple[dict[str, torch.Tensor], LSTMState | None]:
-        """B^S_t, B^{M,F}_{t-1}, O~_t, O~^F_{t-1} (N,3,H,W) and the LSTM state
-        -> (raw deltas, shapes as derain.heads, new LSTM state)."""
-        clean_features = self.clean_encoder(torch.cat([clean, clean_prev_aligned], dim=1))
+        """B^S_t, B^{M,F}_{t-1} (N,3,H,W), the raw v^S_t (derain.heads), O~_t, O~^F_{t-1} (N,3,H,W)
+        and the LSTM state -> (raw deltas, shapes as derain.heads, new LSTM state)."""
+        guide = torch.cat([clean, clean_prev_aligned, stack_raw(raw_single)], dim=1)
+        clean_features = self.clean_encoder(guide)
         rain_features = self.rain_encoder(torch.cat([rain, rain_prev_aligned], dim=1))
         x = self.fuse(torch.cat([clean_features[-1], rain_features[-1]], dim=1))
         x = self.bottom(x)

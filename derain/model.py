@@ -5,7 +5,7 @@ Per frame t (``VideoDerainer.step``):
     raw^S_t          = SF-DerainNet(O~_t)                          single-frame layers
     B^S_t            = Eq. 6(O~_t, layers(raw^S_t))
     F_t, B^{M,F}_{t-1}, O~^F_{t-1} = MF-AlignNet(B^M_{t-1}, B^S_t, O~_{t-1})
-    delta_t, (h, c)  = MF-DerainNet(B^S_t, B^{M,F}_{t-1}, O~_t, O~^F_{t-1}, (h, c))
+    delta_t, (h, c)  = MF-DerainNet(B^S_t, B^{M,F}_{t-1}, raw^S_t, O~_t, O~^F_{t-1}, (h, c))
     raw^M_t          = raw^S_t + delta_t                           v^M = v^S + delta
     B^M_t            = Eq. 6(O~_t, layers(raw^M_t))                the output
 
@@ -221,7 +221,7 @@ class VideoDerainer(nn.Module):
         else:
             clean_prev, rain_prev = state.clean_prev, state.rain_prev
 
-        delta, lstm = self.mf(clean_s, clean_prev, rain_t, rain_prev, state.lstm)
+        delta, lstm = self.mf(clean_s, clean_prev, raw_s, rain_t, rain_prev, state.lstm)
         layers_m = layers_from_raw({k: raw_s[k] + delta[k] for k in raw_s})  # v^M = v^S + delta
         clean_m = self.recovery(rain_t, layers_m)
         out["B"] = clean_m

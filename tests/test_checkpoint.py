@@ -188,9 +188,15 @@ def test_weights_resolution(tmp_path, model):
     assert resolve_weights(path) == path
     with pytest.raises(CheckpointError, match="does not exist"):
         resolve_weights(tmp_path / "nope.safetensors")
-    try:
-        bundled = resolve_weights(None)
-    except CheckpointError as error:
-        assert "--weights" in str(error)  # no bundled weights yet: the message says what to do
-    else:
-        assert bundled.name == "model.safetensors" and bundled.parent.name == "weights"
+    bundled = resolve_weights(None)
+    assert bundled.name == "model.safetensors" and bundled.parent.name == "weights"
+
+
+def test_bundled_weights_fit_the_network_and_run():
+    """The shipped model loads strictly into today's network and derains a frame to [0, 1]."""
+    model, metadata = load_model(resolve_weights(None))
+    assert model.config == ModelConfig() and metadata["format"]
+    rain = torch.rand(1, 2, 3, 32, 48, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        clean = model(rain)["B"]
+    assert clean.shape == rain.shape and torch.isfinite(clean).all()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from derain import InputPadder, ModelConfig, State, build_flownet, build_model, warp
 from derain.convlstm import ConvLSTMCell
 from derain.flownet import local_contrast
-from derain.heads import PRIOR_BETA, layers_from_raw, prior_raw
+from derain.heads import PRIOR_BETA, layers_from_raw, prior_raw, raw_channels, stack_raw
 from derain.recovery import InverseRecovery, recover, residual_target
 from derain.warp import in_frame
 
@@ -278,6 +278,34 @@ def test_state_carries_memory():
     with torch.no_grad():
         b, b_other = model(rain)["B"], model(other)["B"]
     assert (b[:, 2] - b_other[:, 2]).abs().max() > 1e-4  # the last frame remembers the first
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_stack_raw_lays_out_pixel_then_per_frame_variables(direct):
+    raw = prior_raw(torch.rand(2, 3, 4, 6), direct=direct)
+    raw = {k: torch.rand_like(v) for k, v in raw.items()}
+    stacked = stack_raw(raw)
+    assert stacked.shape == (2, raw_channels(direct), 4, 6)
+    order = ["S", "U", "d", "R", *(["B"] if direct else []), "A", "k"]
+    parts = stacked.split([raw[k].shape[1] for k in order], dim=1)
+    for name, part in zip(order, parts, strict=True):
+        torch.testing.assert_close(part, raw[name].expand_as(part), rtol=0, atol=0)
+
+
+def test_mf_derainnet_corrects_the_single_frame_variables_it_is_given():
+    """delta_t depends on v^S_t itself, not only on B^S_t: the same frames with another v^S give
+    another correction."""
+    torch.manual_seed(0)
+    model = build_model()
+    frame = rain_clip()[:, 0]
+    raw = prior_raw(frame, direct=False)
+    thicker = dict(raw, d=raw["d"] + 1.0)
+    state = model.mf.init_state(frame)
+    with torch.no_grad():
+        delta, _ = model.mf(frame, frame, raw, frame, frame, state)
+        delta_thicker, _ = model.mf(frame, frame, thicker, frame, frame, state)
+    assert set(delta) == set(raw)
+    assert (delta["d"] - delta_thicker["d"]).abs().max() > 1e-4
 
 
 def test_autocast_bfloat16_cpu():
