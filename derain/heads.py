@@ -34,6 +34,7 @@ TINT = (
 )
 PRIOR_BETA, PRIOR_LIGHT = 0.9, 0.8  # a light veil: where the heads start, and v1's stage-1 stand-in
 PIXEL_CHANNELS = {"S": 1, "U": 1, "d": 1, "R": 3}
+DIRECT_CHANNELS = {"B": 3}  # ablation v3 only: B as a residual on the rain frame
 GLOBAL_CHANNELS = {"A": 4, "k": 1}  # raw grey level and tint of A; raw veil scale k
 
 
@@ -47,13 +48,14 @@ def _softplus_inverse(y: float) -> float:
 
 def raw_channels(direct: bool) -> int:
     """Channels of ``stack_raw``'s output: the pixel, (for v3) B and the per-frame variables."""
-    return sum(PIXEL_CHANNELS.values()) + 3 * direct + sum(GLOBAL_CHANNELS.values())
+    pixel = dict(PIXEL_CHANNELS, **(DIRECT_CHANNELS if direct else {}))
+    return sum(pixel.values()) + sum(GLOBAL_CHANNELS.values())
 
 
 def stack_raw(raw: dict[str, torch.Tensor]) -> torch.Tensor:
     """Raw variables as one (N,C,H,W) map, C = raw_channels: S, U, d, R, (B), then A and k
     broadcast over the frame. MF-DerainNet reads v^S this way to know what its deltas correct."""
-    pixel = [raw[k] for k in (*PIXEL_CHANNELS, "B") if k in raw]
+    pixel = [raw[k] for k in (*PIXEL_CHANNELS, *DIRECT_CHANNELS) if k in raw]
     n, _, h, w = pixel[0].shape
     per_frame = [raw[k].expand(n, -1, h, w) for k in GLOBAL_CHANNELS]
     return torch.cat(pixel + per_frame, dim=1)
@@ -87,7 +89,7 @@ class LayerHead(nn.Module):
 
     def __init__(self, channels: int, pooled_channels: int, direct: bool, prior: bool):
         super().__init__()
-        self.names = dict(PIXEL_CHANNELS, **({"B": 3} if direct else {}))
+        self.names = dict(PIXEL_CHANNELS, **(DIRECT_CHANNELS if direct else {}))
         self.pixel = nn.Conv2d(channels, sum(self.names.values()), 3, padding=1)
         self.globals = nn.Linear(pooled_channels, sum(GLOBAL_CHANNELS.values()))
         with torch.no_grad():  # start close to the prior veil (or, for deltas, to zero)
@@ -120,7 +122,7 @@ def prior_raw(rain: torch.Tensor, direct: bool) -> dict[str, torch.Tensor]:
     pooled = pooled.view(1, -1, 1, 1).expand(n, -1, 1, 1)
     raw.update(_split_globals(pooled))
     if direct:
-        raw["B"] = rain.new_zeros(n, 3, h, w, dtype=torch.float32)
+        raw["B"] = rain.new_zeros(n, DIRECT_CHANNELS["B"], h, w, dtype=torch.float32)
     return raw
 
 

@@ -193,7 +193,7 @@ def test_weights_resolution(tmp_path, model):
 
 
 def test_bundled_weights_fit_the_network_and_run():
-    """The shipped model loads strictly into today's network and derains a frame to [0, 1]."""
+    """The shipped model loads strictly into today's network and gives a finite clean clip."""
     model, metadata = load_model(resolve_weights(None))
     assert model.config == ModelConfig() and metadata["format"]
     rain = torch.rand(1, 2, 3, 32, 48, generator=torch.Generator().manual_seed(0))
