@@ -3,10 +3,17 @@
 Two encoder branches, one on the clean estimates [B^S_t, B^{M,F}_{t-1}] and one on the rain frames
 [O~_t, O~^F_{t-1}], are fused before the coarsest scale. The clean-estimate branch also reads the
 single-frame variables v^S themselves (derain.heads.stack_raw): the deltas correct them, and B^S_t
-alone does not say what they are (Eq. 6 has more unknowns than B^S_t has channels). A ConvLSTM at
-the coarsest scale carries memory across frames. The decoder, with skips from the clean-estimate
-branch, predicts residual variables: v^M_t = v^S_t + delta_t for v in S, U, beta, R, A (added in
-raw space, derain.heads); the inverse recovery (Eq. 6) then gives the final B^M_t.
+alone does not say what they are (Eq. 6 has more unknowns than B^S_t has channels). At the
+coarsest scale a ConvLSTM carries memory across frames, added to the per-frame features through a
+zero-initialised 1x1 projection:
+
+    y_t = act(conv(x_t)) + P h_t,    h_t, c_t = ConvLSTM(x_t, h_{t-1}, c_{t-1}),    P = 0 at start
+
+so the memory is a residual on top of the per-frame path: the full model starts as the v2
+ablation (no ConvLSTM) from the same initial weights and learns what the memory adds. The decoder,
+with skips from the clean-estimate branch, predicts residual variables: v^M_t = v^S_t + delta_t
+for v in S, U, beta, R, A (added in raw space, derain.heads); the inverse recovery (Eq. 6) then
+gives the final B^M_t.
 """
 
 from __future__ import annotations
@@ -27,8 +34,8 @@ class MFDerainNet(nn.Module):
     Args:
         channels: (c_0, ..., c_{L-1}) channels per scale, L >= 2 scales.
         n_res: residual blocks per scale (L values).
-        use_lstm: ConvLSTM at the coarsest scale (False, ablation v2: a plain conv, so the only
-            link between frames is the aligned previous frame).
+        use_lstm: the ConvLSTM memory at the coarsest scale (False, ablation v2: the per-frame
+            conv alone, so the only link between frames is the aligned previous frame).
         direct: also predict B directly (ablation v3).
     """
 
@@ -47,10 +54,15 @@ class MFDerainNet(nn.Module):
         self.rain_encoder = Encoder(6, fine, n_res[:-1])
         self.fuse = nn.Sequential(conv3x3(2 * fine[-1], fine[-1]), activation())
         self.bottom = stage(fine[-1], coarsest, 2, n_res[-1])
-        self.lstm = ConvLSTMCell(coarsest, coarsest) if use_lstm else None
-        self.plain = None if use_lstm else nn.Sequential(conv3x3(coarsest, coarsest), activation())
+        self.plain = nn.Sequential(conv3x3(coarsest, coarsest), activation())
         self.decoder = Decoder(channels, n_res)
         self.head = LayerHead(channels[0], coarsest, direct=direct, prior=False)
+        # Built last, so that every other weight draws the same initial values with or without it.
+        self.lstm = ConvLSTMCell(coarsest, coarsest) if use_lstm else None
+        self.memory = nn.Conv2d(coarsest, coarsest, 1) if use_lstm else None
+        if self.memory is not None:
+            nn.init.zeros_(self.memory.weight)
+            nn.init.zeros_(self.memory.bias)
 
     def coarse_shape(self, rain: torch.Tensor) -> tuple[int, int]:
         n_down = len(self.decoder.ups)
@@ -79,8 +91,8 @@ class MFDerainNet(nn.Module):
         rain_features = self.rain_encoder(torch.cat([rain, rain_prev_aligned], dim=1))
         x = self.fuse(torch.cat([clean_features[-1], rain_features[-1]], dim=1))
         x = self.bottom(x)
+        y = self.plain(x)
         if self.lstm is not None:
-            x, state = self.lstm(x, state)
-        else:
-            x = self.plain(x)
-        return self.head(self.decoder(x, clean_features), x), state
+            h, state = self.lstm(x, state)
+            y = y + self.memory(h)
+        return self.head(self.decoder(y, clean_features), y), state

@@ -60,7 +60,7 @@ class ModelConfig(DictConfig):
     size: "small" (CPU-trainable: 16 base channels, 3 scales) or "paper" (64 base channels, 4 scales).
     base_channels: overrides the size's base channel count.
     use_sf: False = v1, no SF-DerainNet stage (MF-DerainNet corrects the fixed prior veil).
-    use_lstm: False = v2, a plain conv instead of the ConvLSTM (no memory across frames).
+    use_lstm: False = v2, no ConvLSTM memory (MF-DerainNet's per-frame path alone).
     use_recovery: False = v3, no inverse recovery (the network predicts B directly).
     use_align: False = v4, no MF-AlignNet (previous frames unwarped).
     """

@@ -9,6 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 
 from derain import InputPadder, ModelConfig, State, build_flownet, build_model, warp
 from derain.convlstm import ConvLSTMCell
@@ -234,6 +235,8 @@ def test_output_shapes_every_ablation(name):
 def test_gradients_reach_every_parameter(name):
     torch.manual_seed(0)
     model = build_model(ModelConfig.ablation(name))
+    if model.mf.memory is not None:  # zero at start (see below): the LSTM learns once it is not
+        nn.init.normal_(model.mf.memory.weight, std=0.1)
     out = model(rain_clip())
     loss = sum(v.square().mean() for v in out.values())
     loss.backward()
@@ -351,6 +354,26 @@ def test_bad_input_is_a_clear_error():
     _, state = model.step(torch.rand(1, 3, 32, 32), model.init_state(torch.rand(1, 3, 32, 32)))
     with pytest.raises(ValueError, match="init_state"):
         model.step(torch.rand(1, 3, 32, 48), state)
+
+
+def test_full_model_starts_as_v2_and_its_memory_learns():
+    """The ConvLSTM memory enters through a zero-initialised projection: from one seed, v5 draws
+    v2's initial weights and computes v2's output; the projection is the first to get a gradient."""
+    clip = rain_clip()
+    torch.manual_seed(3)
+    v2 = build_model(ModelConfig.ablation("v2"))
+    torch.manual_seed(3)
+    v5 = build_model(ModelConfig.ablation("v5"))
+    shared = v2.state_dict()
+    assert all(torch.equal(t, v5.state_dict()[k]) for k, t in shared.items())
+    assert set(v5.state_dict()) - set(shared) == {
+        f"mf.{m}.{p}" for m in ("memory", "lstm.gates") for p in ("weight", "bias")
+    }
+    out5 = v5(clip)
+    torch.testing.assert_close(out5["B"], v2(clip)["B"], rtol=0, atol=0)
+    out5["B"].square().mean().backward()
+    assert v5.mf.memory.weight.grad.abs().sum() > 0
+    assert not v5.mf.lstm.gates.weight.grad.any()
 
 
 def test_model_config_ablations_and_round_trip():
