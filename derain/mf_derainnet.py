@@ -58,9 +58,10 @@ class MFDerainNet(nn.Module):
         self.decoder = Decoder(channels, n_res)
         self.head = LayerHead(channels[0], coarsest, direct=direct, prior=False)
         # Built last, so that every other weight draws the same initial values with or without it.
-        self.lstm = ConvLSTMCell(coarsest, coarsest) if use_lstm else None
-        self.memory = nn.Conv2d(coarsest, coarsest, 1) if use_lstm else None
-        if self.memory is not None:
+        self.lstm = self.memory = None
+        if use_lstm:
+            self.lstm = ConvLSTMCell(coarsest, coarsest)
+            self.memory = nn.Conv2d(coarsest, coarsest, 1)
             nn.init.zeros_(self.memory.weight)
             nn.init.zeros_(self.memory.bias)
 

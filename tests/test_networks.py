@@ -364,9 +364,9 @@ def test_full_model_starts_as_v2_and_its_memory_learns():
     v2 = build_model(ModelConfig.ablation("v2"))
     torch.manual_seed(3)
     v5 = build_model(ModelConfig.ablation("v5"))
-    shared = v2.state_dict()
-    assert all(torch.equal(t, v5.state_dict()[k]) for k, t in shared.items())
-    assert set(v5.state_dict()) - set(shared) == {
+    shared, full = v2.state_dict(), v5.state_dict()
+    assert all(torch.equal(t, full[k]) for k, t in shared.items())
+    assert set(full) - set(shared) == {
         f"mf.{m}.{p}" for m in ("memory", "lstm.gates") for p in ("weight", "bias")
     }
     out5 = v5(clip)
