@@ -1,0 +1,111 @@
+"""How well a trained model's single-frame stage sees the veil: the per-frame scale k and a probe.
+
+    python docs/veil_scale.py --weights runs/a/model.safetensors runs/b/model.safetensors
+
+For each weights file it prints
+
+- the mean raw veil scale k of SF-DerainNet (beta = exp(-k d), derain.heads) per preset over every
+  frame of the test clips (k <= 0 switches the veil off; streaks-only rain should get k <= 0);
+- a linear probe: ridge regression from SF-DerainNet's pooled coarsest features of random square
+  crops of the training clips (the features the head reads k from) to the crop's veil
+  1 - mean(beta), fitted on four clips in five and scored on the fifth (R^2, and the mean
+  prediction against the mean truth per preset), for each crop size asked for.
+
+The README's paragraph on the spread over training seeds quotes these figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from derain.checkpoint import load_model, resolve_weights
+from rainsynth.dataset import DatasetClip, read_dataset
+
+CROPS_PER_CLIP = 4
+RIDGE = 1e-2
+
+
+def _frames(clip: DatasetClip, count: int | None = None) -> torch.Tensor:
+    """The clip's first ``count`` rain frames (all if None) as (T,3,H,W) float32."""
+    rain = clip.rain(slice(0, count))
+    return torch.from_numpy(rain).permute(0, 3, 1, 2).float()
+
+
+def mean_veil_scale(model, clips: list[DatasetClip]) -> dict[str, float]:
+    """Mean raw k of SF-DerainNet over every frame of the clips, per preset."""
+    per_preset: dict[str, list[float]] = {}
+    for clip in clips:
+        k = model.sf(_frames(clip))["k"]
+        per_preset.setdefault(clip.preset, []).append(float(k.mean()))
+    return {p: float(np.mean(v)) for p, v in sorted(per_preset.items())}
+
+
+def crop_features(model, clips: list[DatasetClip], crop: int, seed: int):
+    """Pooled coarsest features (N,C) and veil 1 - mean(beta) (N,) of random crops of the clips'
+    first frames, CROPS_PER_CLIP per clip, with each crop's clip index and preset."""
+    rng = np.random.default_rng(seed)
+    features, veil, index, presets = [], [], [], []
+    for i, clip in enumerate(clips):
+        frame, beta = _frames(clip, 1)[0], clip.layers()["beta"][0, ..., 0]
+        h, w = beta.shape
+        if h < crop or w < crop:
+            raise SystemExit(f"clip {clip.path} is {h}x{w}, smaller than the crop {crop}")
+        crops = []
+        for _ in range(CROPS_PER_CLIP):
+            y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
+            crops.append(frame[:, y : y + crop, x : x + crop])
+            veil.append(1.0 - float(beta[y : y + crop, x : x + crop].mean()))
+        features.append(model.sf.encoder(torch.stack(crops))[-1].mean(dim=(2, 3)))
+        index += [i] * CROPS_PER_CLIP
+        presets += [clip.preset] * CROPS_PER_CLIP
+    return torch.cat(features).double(), torch.tensor(veil).double(), np.array(index), presets
+
+
+def probe(features: torch.Tensor, veil: torch.Tensor, held_out: np.ndarray):
+    """Ridge regression on the standardised features; (R^2 on held_out, predictions)."""
+    fit = torch.from_numpy(~held_out)
+    mean, std = features[fit].mean(0), features[fit].std(0) + 1e-6
+    z = torch.cat([(features - mean) / std, torch.ones(len(features), 1).double()], dim=1)
+    a = z[fit]
+    gram = a.T @ a + RIDGE * len(a) * torch.eye(a.shape[1], dtype=a.dtype)
+    pred = z @ torch.linalg.solve(gram, a.T @ veil[fit])
+    test = torch.from_numpy(held_out)
+    r2 = 1.0 - float(((pred[test] - veil[test]) ** 2).mean() / veil[test].var())
+    return r2, pred
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--weights", nargs="+", default=[None], help="default: the bundled model")
+    parser.add_argument("--data", default="data/builtin", help="a dataset built by rainsynth")
+    parser.add_argument("--crops", default="64,96,192", help='probe crop sizes, px ("" = no probe)')
+    parser.add_argument("--seed", type=int, default=0, help="seed of the crop positions")
+    args = parser.parse_args()
+    test_clips = read_dataset(args.data, split="test")
+    train_clips = read_dataset(args.data, split="train")
+    torch.set_grad_enabled(False)
+    for weights in args.weights:
+        model, _ = load_model(resolve_weights(weights))
+        if model.sf is None:
+            raise SystemExit(f"{weights}: this network has no SF-DerainNet (ablation v1)")
+        print(resolve_weights(weights))
+        scales = mean_veil_scale(model, test_clips)
+        print("  mean raw k, test clips: " + ", ".join(f"{p} {k:.3f}" for p, k in scales.items()))
+        for crop in (int(c) for c in args.crops.split(",") if c):
+            features, veil, index, presets = crop_features(model, train_clips, crop, args.seed)
+            held_out = index % 5 == 0
+            r2, pred = probe(features, veil, held_out)
+            rows = []
+            for p in sorted(set(presets)):
+                mask = torch.from_numpy(held_out & (np.array(presets) == p))
+                rows.append(f"{p} {float(pred[mask].mean()):.3f} vs {float(veil[mask].mean()):.3f}")
+            print(
+                f"  probe {crop}x{crop}: R^2 {r2:.2f}; predicted vs true veil: " + ", ".join(rows)
+            )
+
+
+if __name__ == "__main__":
+    main()
