@@ -23,6 +23,7 @@ import torch
 
 from derain.checkpoint import load_model, resolve_weights
 from rainsynth.dataset import DatasetClip, read_dataset
+from rainsynth.errors import RainsynthError
 
 CROPS_PER_CLIP = 4
 RIDGE = 1e-2
@@ -52,7 +53,7 @@ def crop_features(model, clips: list[DatasetClip], crop: int, seed: int):
         frame, beta = _frames(clip, 1)[0], clip.layers()["beta"][0, ..., 0]
         h, w = beta.shape
         if h < crop or w < crop:
-            raise SystemExit(f"clip {clip.path} is {h}x{w}, smaller than the crop {crop}")
+            raise RainsynthError(f"clip {clip.path} is {h}x{w}, smaller than the crop {crop}")
         crops = []
         for _ in range(CROPS_PER_CLIP):
             y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
@@ -80,22 +81,36 @@ def probe(features: torch.Tensor, veil: torch.Tensor, held_out: np.ndarray):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", nargs="+", default=[None], help="default: the bundled model")
-    parser.add_argument("--data", default="data/builtin", help="a dataset built by rainsynth")
+    parser.add_argument(
+        "--data",
+        default="data/builtin",
+        help="a dataset built by rainsynth, by default the bundled model's built-in one "
+        "(rainsynth build --recipe datasets/bundled_builtin.toml --out data/builtin)",
+    )
     parser.add_argument("--crops", default="64,96,192", help='probe crop sizes, px ("" = no probe)')
     parser.add_argument("--seed", type=int, default=0, help="seed of the crop positions")
     args = parser.parse_args()
-    test_clips = read_dataset(args.data, split="test")
-    train_clips = read_dataset(args.data, split="train")
+    try:
+        report(args.weights, args.data, [int(c) for c in args.crops.split(",") if c], args.seed)
+    except RainsynthError as error:  # a missing dataset or weights file, a wrong network
+        raise SystemExit(f"error: {error}") from None
+
+
+def report(weights_files: list[str | None], data: str, crops: list[int], seed: int) -> None:
+    """Print k per preset and the probe for each crop size, for each weights file."""
+    test_clips = read_dataset(data, split="test")
+    train_clips = read_dataset(data, split="train")
     torch.set_grad_enabled(False)
-    for weights in args.weights:
-        model, _ = load_model(resolve_weights(weights))
+    for weights in weights_files:
+        path = resolve_weights(weights)
+        model, _ = load_model(path)
         if model.sf is None:
-            raise SystemExit(f"{weights}: this network has no SF-DerainNet (ablation v1)")
-        print(resolve_weights(weights))
+            raise RainsynthError(f"{path}: this network has no SF-DerainNet (ablation v1)")
+        print(path)
         scales = mean_veil_scale(model, test_clips)
         print("  mean raw k, test clips: " + ", ".join(f"{p} {k:.3f}" for p, k in scales.items()))
-        for crop in (int(c) for c in args.crops.split(",") if c):
-            features, veil, index, presets = crop_features(model, train_clips, crop, args.seed)
+        for crop in crops:
+            features, veil, index, presets = crop_features(model, train_clips, crop, seed)
             held_out = index % 5 == 0
             r2, pred = probe(features, veil, held_out)
             rows = []
