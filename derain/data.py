@@ -9,12 +9,15 @@ datasets below map a :class:`SampleKey` to a sample.
 
 A sample is a dict of float32 tensors (T frames, crop H x W):
     "O" (T,3,H,W) rain, "B" (T,3,H,W) clean, "S", "U", "beta", "alpha" (T,1,H,W),
-    "A", "M" (T,3,1,1), and "flow" (T-1,2,H,W) backward flow when the clip's flow is known.
+    "A", "M" (T,3,1,1), and "flow" (T-1,2,H,W) backward flow when the clip's flow is known;
+    augmented samples also "O_context" (T,3,64,64), derain.context.frame_context of the whole rain
+    frames the crop was cut from (the per-frame heads read it: a crop alone hides the veil).
 :func:`collate` stacks samples into a batch (N first).
 
 Augmentations and the flow (project convention: backward flow, frame_t(x, y) ~=
 frame_{t-1}(x + dx, y + dy)):
-- crop: the same window in every frame and layer; flow is cropped alike (values unchanged).
+- crop: the same window in every frame and layer; flow is cropped alike (values unchanged);
+  "O_context" is taken from the whole frames first and only flipped and reversed.
 - horizontal flip: x -> W-1-x in every frame; the flow is flipped alike and dx negated.
 - vertical flip: y -> H-1-y; flow flipped alike and dy negated (off by default: rain falls down).
 - temporal reversal: frames in reverse order. The backward flow of the reversed clip is the
@@ -37,6 +40,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 import rainsynth
+from derain.context import frame_context
 from rainsynth.dataset import DatasetClip, read_dataset
 from rainsynth.errors import RainsynthError
 from rainsynth.sources import open_source
@@ -159,13 +163,17 @@ def augment_clip(
     ch, cw = augment.crop
     if ch > h or cw > w:
         raise RainsynthError(f"crop {ch}x{cw} is larger than the clip's {h}x{w} frames")
+    if "O" in arrays:
+        frames = torch.from_numpy(np.ascontiguousarray(arrays["O"])).permute(0, 3, 1, 2)
+        context = frame_context(frames).permute(0, 2, 3, 1).numpy()
+        arrays = dict(arrays, O_context=context)
     y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
     hflip = augment.hflip and bool(rng.random() < 0.5)
     vflip = augment.vflip and bool(rng.random() < 0.5)
     out = {}
     for name, value in arrays.items():
         if name not in LIGHT_KEYS:
-            value = value[:, y0 : y0 + ch, x0 : x0 + cw]
+            value = value if name == "O_context" else value[:, y0 : y0 + ch, x0 : x0 + cw]
             value = value[:, :, ::-1] if hflip else value
             value = value[:, ::-1] if vflip else value
         out[name] = value[::-1] if reverse else value

@@ -14,9 +14,10 @@ A head predicts *raw* variables; ``layers_from_raw`` maps them to the physical o
 
 How thick the veil is varies over the frame with depth, so d is estimated per pixel from its
 neighbourhood. Whether the frame is veiled at all is a property of the whole frame, so k, like A,
-comes from features pooled over all of it: k = 1 keeps the pixels' veil, k = 0 removes it and
-gives beta exactly 1 (streaks-only rain: no haze to remove), which a per-pixel sigmoid reaches only
-with an unbounded logit.
+comes from features pooled over all of it (and, with ModelConfig.frame_context, from a vector of
+the whole frame, derain.context: a training crop alone hardly tells a thin veil from none): k = 1
+keeps the pixels' veil, k = 0 removes it and gives beta exactly 1 (streaks-only rain: no haze to
+remove), which a per-pixel sigmoid reaches only with an unbounded logit.
 Working in raw space lets MF-DerainNet's residual update v^M = v^S + delta (Sec. 4) keep beta and
 A in range. All raw variables are float32, also under autocast.
 """
@@ -83,15 +84,18 @@ class LayerHead(nn.Module):
     Args:
         channels: channels of the full-resolution features (N, channels, H, W).
         pooled_channels: channels of the coarse features pooled for the per-frame A and k.
+        context_channels: channels of the whole-frame context vector they also read (0: none).
         direct: also predict B directly (ablation v3, no inverse recovery).
         prior: start near the prior veil (SF-DerainNet); else near zero (MF-DerainNet's deltas).
     """
 
-    def __init__(self, channels: int, pooled_channels: int, direct: bool, prior: bool):
+    def __init__(
+        self, channels: int, pooled_channels: int, context_channels: int, direct: bool, prior: bool
+    ):
         super().__init__()
         self.names = dict(PIXEL_CHANNELS, **(DIRECT_CHANNELS if direct else {}))
         self.pixel = nn.Conv2d(channels, sum(self.names.values()), 3, padding=1)
-        self.globals = nn.Linear(pooled_channels, sum(GLOBAL_CHANNELS.values()))
+        self.globals = nn.Linear(pooled_channels + context_channels, sum(GLOBAL_CHANNELS.values()))
         with torch.no_grad():  # start close to the prior veil (or, for deltas, to zero)
             for layer in (self.pixel, self.globals):
                 layer.weight.mul_(0.1)
@@ -102,11 +106,15 @@ class LayerHead(nn.Module):
                 self.pixel.bias[depth] = _prior_depth()
                 self.globals.bias.copy_(torch.tensor(_prior_globals()))
 
-    def forward(self, features: torch.Tensor, coarse: torch.Tensor) -> dict[str, torch.Tensor]:
-        """features (N,C,H,W), coarse (N,C',h,w) -> raw variables (shapes in the module docstring)."""
+    def forward(
+        self, features: torch.Tensor, coarse: torch.Tensor, context: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """features (N,C,H,W), coarse (N,C',h,w), the context vector (N,C'') -> raw variables
+        (shapes in the module docstring)."""
         pixel = self.pixel(features).float()
         raw = dict(zip(self.names, pixel.split(list(self.names.values()), dim=1), strict=True))
-        pooled = self.globals(coarse.mean(dim=(2, 3))).float()[:, :, None, None]
+        per_frame = torch.cat([coarse.mean(dim=(2, 3)), context.to(coarse.dtype)], dim=1)
+        pooled = self.globals(per_frame).float()[:, :, None, None]
         return raw | _split_globals(pooled)
 
 

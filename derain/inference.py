@@ -6,7 +6,8 @@ padded to a multiple of ``model.size_multiple`` (InputPadder, replicate) and cro
 Frames larger than ``tile`` pixels on a side (default 1024: the paper's 832x512 frames stay
 whole) are cut into overlapping tiles; each tile position
 keeps its own recurrent state across frames, and the tiles are blended with weights that fall
-off linearly over the overlap, so no seam shows.
+off linearly over the overlap, so no seam shows. Every tile reads the whole frame's context
+(derain.context), so all tiles of a frame see the same veil.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tqdm import tqdm
 
 from derain.checkpoint import load_model, resolve_weights
 from derain.config import DEVICES
+from derain.context import frame_context
 from derain.model import VideoDerainer
 from derain.padding import InputPadder
 from derain.train import autocast, pick_device
@@ -96,8 +98,10 @@ class FrameDerainer:
         size = self.tile or max(h, w)
         th, tw = min(size, h), min(size, w)
         ys, xs = tile_starts(h, size, self.overlap), tile_starts(w, size, self.overlap)
+        context = frame_context(image)  # the whole frame's, shared by its tiles
         if len(ys) == len(xs) == 1:
-            return self._tile(image, (0, 0)).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
+            out = self._tile(image, (0, 0), context)
+            return out.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
         ramp_y = torch.from_numpy(blend_ramp(th, self.overlap)).to(self.device)
         ramp_x = torch.from_numpy(blend_ramp(tw, self.overlap)).to(self.device)
         weight = ramp_y[:, None] * ramp_x[None, :]
@@ -106,19 +110,22 @@ class FrameDerainer:
         for y in ys:
             for x in xs:
                 crop = image[..., y : y + th, x : x + tw]
-                total[..., y : y + th, x : x + tw] += self._tile(crop, (y, x)) * weight
+                total[..., y : y + th, x : x + tw] += self._tile(crop, (y, x), context) * weight
                 norm[..., y : y + th, x : x + tw] += weight
         return (total / norm).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
 
-    def _tile(self, image: torch.Tensor, key: tuple[int, int]) -> torch.Tensor:
-        """One tile (1,3,h,w) -> its clean estimate (1,3,h,w) float32, advancing its state."""
+    def _tile(
+        self, image: torch.Tensor, key: tuple[int, int], context: torch.Tensor
+    ) -> torch.Tensor:
+        """One tile (1,3,h,w) of a frame with context (1,3,64,64) (derain.context) -> its clean
+        estimate (1,3,h,w) float32, advancing its state."""
         padder = InputPadder(image.shape, multiple=self.model.size_multiple)
         padded = padder.pad(image)
         state = self.states.get(key)
         if state is None:
             state = self.model.init_state(padded)
         with autocast(self.device, self.amp):
-            out, self.states[key] = self.model.step(padded, state)
+            out, self.states[key] = self.model.step(padded, state, context)
         return padder.unpad(out["B"].float())
 
 

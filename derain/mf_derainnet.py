@@ -12,8 +12,9 @@ zero-initialised 1x1 projection:
 so the memory is a residual on top of the per-frame path: the full model starts as the v2
 ablation (no ConvLSTM) from the same initial weights and learns what the memory adds. The decoder,
 with skips from the clean-estimate branch, predicts residual variables: v^M_t = v^S_t + delta_t
-for v in S, U, beta, R, A (added in raw space, derain.heads); the inverse recovery (Eq. 6) then
-gives the final B^M_t.
+for v in S, U, beta, R, A (added in raw space, derain.heads; the per-frame deltas also read the
+whole-frame context vector, derain.context, when the model has one); the inverse recovery (Eq. 6)
+then gives the final B^M_t.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class MFDerainNet(nn.Module):
     Args:
         channels: (c_0, ..., c_{L-1}) channels per scale, L >= 2 scales.
         n_res: residual blocks per scale (L values).
+        context_channels: channels of the whole-frame context vector (0: none).
         use_lstm: the ConvLSTM memory at the coarsest scale (False, ablation v2: the per-frame
             conv alone, so the only link between frames is the aligned previous frame).
         direct: also predict B directly (ablation v3).
@@ -43,6 +45,7 @@ class MFDerainNet(nn.Module):
         self,
         channels: Sequence[int],
         n_res: Sequence[int],
+        context_channels: int = 0,
         use_lstm: bool = True,
         direct: bool = False,
     ):
@@ -56,7 +59,7 @@ class MFDerainNet(nn.Module):
         self.bottom = stage(fine[-1], coarsest, 2, n_res[-1])
         self.plain = nn.Sequential(conv3x3(coarsest, coarsest), activation())
         self.decoder = Decoder(channels, n_res)
-        self.head = LayerHead(channels[0], coarsest, direct=direct, prior=False)
+        self.head = LayerHead(channels[0], coarsest, context_channels, direct=direct, prior=False)
         # Built last, so that every other weight draws the same initial values with or without it.
         self.lstm = self.memory = None
         if use_lstm:
@@ -83,10 +86,12 @@ class MFDerainNet(nn.Module):
         raw_single: dict[str, torch.Tensor],
         rain: torch.Tensor,
         rain_prev_aligned: torch.Tensor,
+        context: torch.Tensor,
         state: LSTMState | None,
     ) -> tuple[dict[str, torch.Tensor], LSTMState | None]:
-        """B^S_t, B^{M,F}_{t-1} (N,3,H,W), the raw v^S_t (derain.heads), O~_t, O~^F_{t-1} (N,3,H,W)
-        and the LSTM state -> (raw deltas, shapes as derain.heads, new LSTM state)."""
+        """B^S_t, B^{M,F}_{t-1} (N,3,H,W), the raw v^S_t (derain.heads), O~_t, O~^F_{t-1} (N,3,H,W),
+        the context vector (N,context_channels) and the LSTM state -> (raw deltas, shapes as
+        derain.heads, new LSTM state)."""
         guide = torch.cat([clean, clean_prev_aligned, stack_raw(raw_single)], dim=1)
         clean_features = self.clean_encoder(guide)
         rain_features = self.rain_encoder(torch.cat([rain, rain_prev_aligned], dim=1))
@@ -96,4 +101,4 @@ class MFDerainNet(nn.Module):
         if self.lstm is not None:
             h, state = self.lstm(x, state)
             y = y + self.memory(h)
-        return self.head(self.decoder(y, clean_features), y), state
+        return self.head(self.decoder(y, clean_features), y, context), state

@@ -2,14 +2,17 @@
 
 Per frame t (``VideoDerainer.step``):
 
-    raw^S_t          = SF-DerainNet(O~_t)                          single-frame layers
+    c_t              = ContextNet(frame_context(whole frame))      the per-frame heads' context
+                                                                   (only with frame_context)
+    raw^S_t          = SF-DerainNet(O~_t, c_t)                     single-frame layers
     B^S_t            = Eq. 6(O~_t, layers(raw^S_t))
     F_t, B^{M,F}_{t-1}, O~^F_{t-1} = MF-AlignNet(B^M_{t-1}, B^S_t, O~_{t-1})
-    delta_t, (h, c)  = MF-DerainNet(B^S_t, B^{M,F}_{t-1}, raw^S_t, O~_t, O~^F_{t-1}, (h, c))
+    delta_t, (h, c)  = MF-DerainNet(B^S_t, B^{M,F}_{t-1}, raw^S_t, O~_t, O~^F_{t-1}, c_t, (h, c))
     raw^M_t          = raw^S_t + delta_t                           v^M = v^S + delta
     B^M_t            = Eq. 6(O~_t, layers(raw^M_t))                the output
 
-At t = 0 the "previous" frame is the current one (B^S_0, O~_0) and the flow is zero.
+At t = 0 the "previous" frame is the current one (B^S_0, O~_0) and the flow is zero. The whole
+frame of c_t is O~_t itself unless O~_t is a crop or tile of a larger frame (derain.context).
 Ablations (Table 4): v1 no SF-DerainNet (raw^S is a fixed prior veil and B^S_t = O~_t), v2 no
 ConvLSTM, v3 no inverse recovery (B predicted directly), v4 no MF-AlignNet (previous frames
 unwarped), v5 the full model.
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from derain.context import CONTEXT_SIZE, ContextNet, frame_context
 from derain.convlstm import LSTMState
 from derain.dict_config import DictConfig
 from derain.flownet import PyramidFlowNet
@@ -63,6 +67,8 @@ class ModelConfig(DictConfig):
     use_lstm: False = v2, no ConvLSTM memory (MF-DerainNet's per-frame path alone).
     use_recovery: False = v3, no inverse recovery (the network predicts B directly).
     use_align: False = v4, no MF-AlignNet (previous frames unwarped).
+    frame_context: the per-frame heads (A, k) also read the whole frame averaged down to 64x64
+        (derain.context), which training crops otherwise lack.
     """
 
     size: str = "small"
@@ -71,6 +77,7 @@ class ModelConfig(DictConfig):
     use_lstm: bool = True
     use_recovery: bool = True
     use_align: bool = True
+    frame_context: bool = False
 
     def __post_init__(self):
         if self.size not in SIZES:
@@ -83,7 +90,7 @@ class ModelConfig(DictConfig):
             raise ValueError(
                 f"ModelConfig base_channels must be a positive int or None; got {self.base_channels!r}"
             )
-        for name in ("use_sf", "use_lstm", "use_recovery", "use_align"):
+        for name in ("use_sf", "use_lstm", "use_recovery", "use_align", "frame_context"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
                     f"ModelConfig {name} must be true or false; got {getattr(self, name)!r}"
@@ -150,6 +157,8 @@ class VideoDerainer(nn.Module):
                 without MF-AlignNet (v4)
     ``forward`` runs a clip (N,T,3,H,W) and stacks the same keys on dim 1, e.g. "B" (N,T,3,H,W).
     H and W must be multiples of ``size_multiple`` (pad with derain.InputPadder).
+    ``context`` (N,3,64,64) per frame, or (N,T,3,64,64) per clip, is derain.context.frame_context
+    of the whole frames when the input is a crop or tile of them; by default the input's own.
     """
 
     def __init__(self, config: ModelConfig | None = None):
@@ -157,8 +166,13 @@ class VideoDerainer(nn.Module):
         config = config or ModelConfig()
         self.config = config
         direct = not config.use_recovery
+        # First: the same initial values in every variant.
+        self.context = ContextNet(config.channels) if config.frame_context else None
+        context = self.context.channels if self.context is not None else 0
         self.sf = (
-            SFDerainNet(config.channels, config.n_res, direct=direct) if config.use_sf else None
+            SFDerainNet(config.channels, config.n_res, context, direct=direct)
+            if config.use_sf
+            else None
         )
         # Always built: L_Opt-Reg uses the flow net even when frames are not aligned (v4), where
         # it is a fixed regulariser (pretrained weights loaded into it) and takes no gradients.
@@ -166,7 +180,7 @@ class VideoDerainer(nn.Module):
         if not config.use_align:
             self.align.requires_grad_(False)
         self.mf = MFDerainNet(
-            config.channels, config.n_res, use_lstm=config.use_lstm, direct=direct
+            config.channels, config.n_res, context, use_lstm=config.use_lstm, direct=direct
         )
         self.recovery = InverseRecovery(enabled=config.use_recovery)
         self.size_multiple = max(2 ** (len(config.channels) - 1), self.flownet.size_multiple)
@@ -193,8 +207,27 @@ class VideoDerainer(nn.Module):
         self._check(rain_t, 4, "rain_t")
         return State(None, None, self.mf.init_state(rain_t))
 
-    def step(self, rain_t: torch.Tensor, state: State) -> tuple[dict[str, torch.Tensor], State]:
-        """One frame O~_t (N,3,H,W) in [0,1] -> (outputs, see the class docstring; next state)."""
+    def context_vector(
+        self, rain_t: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The per-frame heads' context vector (N,C) for frames rain_t (N,3,H,W) whose whole
+        frames' frame_context is ``context`` (N,3,64,64) (default: rain_t's own); C = 0 without
+        ``frame_context``."""
+        expected = (rain_t.shape[0], 3, CONTEXT_SIZE, CONTEXT_SIZE)
+        if context is not None and tuple(context.shape) != expected:
+            raise ValueError(
+                f"context must be derain.context.frame_context of the whole frames, shape "
+                f"{expected}; got {tuple(context.shape)}"
+            )
+        if self.context is None:
+            return rain_t.new_zeros(rain_t.shape[0], 0)
+        return self.context(frame_context(rain_t) if context is None else context)
+
+    def step(
+        self, rain_t: torch.Tensor, state: State, context: torch.Tensor | None = None
+    ) -> tuple[dict[str, torch.Tensor], State]:
+        """One frame O~_t (N,3,H,W) in [0,1] (and its whole frame's context, see the class
+        docstring) -> (outputs, see the class docstring; next state)."""
         self._check(rain_t, 4, "rain_t")
         if state.rain_prev is not None and state.rain_prev.shape != rain_t.shape:
             raise ValueError(
@@ -202,9 +235,10 @@ class VideoDerainer(nn.Module):
                 f"{tuple(rain_t.shape)}: start a new video with init_state"
             )
         direct = not self.config.use_recovery
+        vector = self.context_vector(rain_t, context)
         out: dict[str, torch.Tensor] = {}
         if self.sf is not None:
-            raw_s = self.sf(rain_t)
+            raw_s = self.sf(rain_t, vector)
             layers_s = layers_from_raw(raw_s)
             clean_s = self.recovery(rain_t, layers_s)
             out["B_S"] = clean_s
@@ -221,7 +255,7 @@ class VideoDerainer(nn.Module):
         else:
             clean_prev, rain_prev = state.clean_prev, state.rain_prev
 
-        delta, lstm = self.mf(clean_s, clean_prev, raw_s, rain_t, rain_prev, state.lstm)
+        delta, lstm = self.mf(clean_s, clean_prev, raw_s, rain_t, rain_prev, vector, state.lstm)
         layers_m = layers_from_raw({k: raw_s[k] + delta[k] for k in raw_s})  # v^M = v^S + delta
         clean_m = self.recovery(rain_t, layers_m)
         out["B"] = clean_m
@@ -229,13 +263,16 @@ class VideoDerainer(nn.Module):
         out["flow"] = flow
         return out, State(clean_m, rain_t, lstm)
 
-    def forward(self, rain: torch.Tensor) -> dict[str, torch.Tensor]:
-        """A clip O~ (N,T,3,H,W) in [0,1] -> step's outputs stacked on dim 1 (N,T,...)."""
+    def forward(
+        self, rain: torch.Tensor, context: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """A clip O~ (N,T,3,H,W) in [0,1] (and its whole frames' context (N,T,3,64,64), see the
+        class docstring) -> step's outputs stacked on dim 1 (N,T,...)."""
         self._check(rain, 5, "rain")
         state = self.init_state(rain[:, 0])
         steps = []
         for t in range(rain.shape[1]):
-            out, state = self.step(rain[:, t], state)
+            out, state = self.step(rain[:, t], state, None if context is None else context[:, t])
             steps.append(out)
         return {k: torch.stack([s[k] for s in steps], dim=1) for k in steps[0]}
 

@@ -133,7 +133,7 @@ def train_step(
     net = model.module if isinstance(model, DistributedDataParallel) else model
     optimizer.zero_grad(set_to_none=True)
     with autocast(device, config.run.amp):
-        outputs = model(batch["O"])
+        outputs = model(batch["O"], batch.get("O_context"))
         loss, terms = derain_loss(outputs, batch, config.loss, model=net)
     loss.backward()
     clip_gradients(net, config.optim.grad_clip)

@@ -7,7 +7,8 @@ For each weights file it prints
 - the mean raw veil scale k of SF-DerainNet (beta = exp(-k d), derain.heads) per preset over every
   frame of the test clips (k <= 0 switches the veil off; streaks-only rain should get k <= 0);
 - a linear probe: ridge regression from SF-DerainNet's pooled coarsest features of random square
-  crops of the training clips (the features the head reads k from) to the crop's veil
+  crops of the training clips, with the whole frame's context vector when the model has one (what
+  the head reads k from), to the crop's veil
   1 - mean(beta), fitted on four clips in five and scored on the fifth (R^2, and the mean
   prediction against the mean truth per preset), for each crop size asked for.
 
@@ -39,13 +40,15 @@ def mean_veil_scale(model, clips: list[DatasetClip]) -> dict[str, float]:
     """Mean raw k of SF-DerainNet over every frame of the clips, per preset."""
     per_preset: dict[str, list[float]] = {}
     for clip in clips:
-        k = model.sf(_frames(clip))["k"]
+        frames = _frames(clip)
+        k = model.sf(frames, model.context_vector(frames))["k"]
         per_preset.setdefault(clip.preset, []).append(float(k.mean()))
     return {p: float(np.mean(v)) for p, v in sorted(per_preset.items())}
 
 
 def crop_features(model, clips: list[DatasetClip], crop: int, seed: int):
-    """Pooled coarsest features (N,C) and veil 1 - mean(beta) (N,) of random crops of the clips'
+    """What the head reads k from, the pooled coarsest features and (with frame_context) the whole
+    frame's context vector (N,C), and the veil 1 - mean(beta) (N,) of random crops of the clips'
     first frames, CROPS_PER_CLIP per clip, with each crop's clip index and preset."""
     rng = np.random.default_rng(seed)
     features, veil, index, presets = [], [], [], []
@@ -59,7 +62,9 @@ def crop_features(model, clips: list[DatasetClip], crop: int, seed: int):
             y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
             crops.append(frame[:, y : y + crop, x : x + crop])
             veil.append(1.0 - float(beta[y : y + crop, x : x + crop].mean()))
-        features.append(model.sf.encoder(torch.stack(crops))[-1].mean(dim=(2, 3)))
+        pooled = model.sf.encoder(torch.stack(crops))[-1].mean(dim=(2, 3))
+        context = model.context_vector(frame[None]).expand(len(crops), -1)
+        features.append(torch.cat([pooled, context], dim=1))
         index += [i] * CROPS_PER_CLIP
         presets += [clip.preset] * CROPS_PER_CLIP
     return torch.cat(features).double(), torch.tensor(veil).double(), np.array(index), presets

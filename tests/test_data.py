@@ -7,6 +7,7 @@ import pytest
 import torch
 from derain_helpers import make_dataset
 
+from derain.context import CONTEXT_SIZE, frame_context
 from derain.data import (
     Augment,
     DatasetClips,
@@ -95,6 +96,32 @@ def test_flips_and_crops_keep_the_flow_consistent_with_the_frames(flip):
     assert good < 0.2 * zero and wrong > 2 * good  # a flip that forgot to negate would fail
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_context_is_the_whole_frames_averaged_down_and_follows_flips_and_reversal(reverse):
+    rng = np.random.default_rng(3)
+    arrays = {
+        "O": rng.random((3, 40, 56, 3), np.float32),
+        "B": rng.random((3, 40, 56, 3), np.float32),
+    }
+    whole = Augment((40, 56), hflip=True)
+    for seed in range(4):  # the whole frame as the crop: the context must be the output's own
+        out, _ = augment_clip(arrays, None, whole, np.random.default_rng(seed), reverse)
+        frames = torch.from_numpy(np.ascontiguousarray(out["O"])).permute(0, 3, 1, 2)
+        expected = frame_context(frames).permute(0, 2, 3, 1).numpy()
+        np.testing.assert_allclose(out["O_context"], expected, atol=1e-6)
+        cropped, _ = augment_clip(
+            arrays, None, Augment((16, 24)), np.random.default_rng(seed), reverse
+        )
+        assert cropped["O"].shape[1:3] == (16, 24)
+        assert cropped["O_context"].shape == (3, CONTEXT_SIZE, CONTEXT_SIZE, 3)
+    unflipped, _ = augment_clip(arrays, None, Augment((16, 24), hflip=False), rng, reverse)
+    frames = np.ascontiguousarray(arrays["O"][::-1] if reverse else arrays["O"])
+    expected = frame_context(torch.from_numpy(frames).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    np.testing.assert_allclose(
+        unflipped["O_context"], expected.numpy(), atol=1e-6
+    )  # not the crop's
+
+
 def test_reversal_drops_the_flow_and_collate_marks_which_samples_have_flow():
     arrays, flow = _clip_with_flow()
     augment = Augment((32, 32), hflip=False, reverse=True)
@@ -124,6 +151,7 @@ def test_dataset_samples_have_the_documented_shapes_and_are_keyed(dataset):
         "B": (3, 3, 32, 40),
         **{k: (3, 1, 32, 40) for k in ("S", "U", "beta", "alpha")},
         **{k: (3, 3, 1, 1) for k in ("A", "M")},
+        "O_context": (3, 3, CONTEXT_SIZE, CONTEXT_SIZE),
     }
     if "flow" in sample:
         expected["flow"] = (2, 2, 32, 40)

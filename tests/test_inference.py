@@ -19,6 +19,7 @@ from derain_helpers import TINY_MODEL
 from torch import nn
 
 from derain.checkpoint import save_weights
+from derain.context import frame_context
 from derain.inference import (
     FrameDerainer,
     blend_ramp,
@@ -72,14 +73,20 @@ def test_streaming_equals_the_clip_forward_pass_with_padding(model):
 
 
 class _CountingNet(nn.Module):
-    """Stand-in network: returns its input plus 0.01 per frame its state has seen."""
+    """Stand-in network: returns its input plus 0.01 per frame its state has seen; keeps the
+    context each step was given."""
 
     size_multiple = 8
+
+    def __init__(self):
+        super().__init__()
+        self.contexts = []
 
     def init_state(self, rain_t):
         return 0
 
-    def step(self, rain_t, state):
+    def step(self, rain_t, state, context):
+        self.contexts.append(context)
         return {"B": rain_t * 0 + 0.5 * rain_t + 0.01 * (state + 1)}, state + 1
 
 
@@ -94,6 +101,9 @@ def test_tiles_cover_blend_exactly_and_keep_their_own_state():
         np.testing.assert_allclose(out_tiled, out_whole, atol=1e-6)
     np.testing.assert_allclose(out_whole, 0.5 * frame + 0.03, atol=1e-6)  # 3 frames seen per tile
     assert len(tiled.states) == len(tile_starts(50, 24, 6)) * len(tile_starts(70, 24, 6))
+    whole_context = frame_context(torch.from_numpy(frame).permute(2, 0, 1)[None])
+    for context in tiled.model.contexts:  # every tile reads the whole frame's context
+        torch.testing.assert_close(context, whole_context)
 
 
 def test_tiled_network_output_is_close_to_untiled(model):

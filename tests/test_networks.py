@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from derain import InputPadder, ModelConfig, State, build_flownet, build_model, warp
+from derain.context import frame_context
 from derain.convlstm import ConvLSTMCell
 from derain.flownet import local_contrast
 from derain.heads import PRIOR_BETA, layers_from_raw, prior_raw, raw_channels, stack_raw
@@ -305,8 +306,9 @@ def test_mf_derainnet_corrects_the_single_frame_variables_it_is_given():
     thicker = dict(raw, d=raw["d"] + 1.0)
     state = model.mf.init_state(frame)
     with torch.no_grad():
-        delta, _ = model.mf(frame, frame, raw, frame, frame, state)
-        delta_thicker, _ = model.mf(frame, frame, thicker, frame, frame, state)
+        context = model.context_vector(frame)
+        delta, _ = model.mf(frame, frame, raw, frame, frame, context, state)
+        delta_thicker, _ = model.mf(frame, frame, thicker, frame, frame, context, state)
     assert set(delta) == set(raw)
     assert (delta["d"] - delta_thicker["d"]).abs().max() > 1e-4
 
@@ -374,6 +376,28 @@ def test_full_model_starts_as_v2_and_its_memory_learns():
     out5["B"].square().mean().backward()
     assert v5.mf.memory.weight.grad.abs().sum() > 0
     assert not v5.mf.lstm.gates.weight.grad.any()
+
+
+def test_frame_context_is_opt_in_read_by_the_per_frame_heads_and_checked():
+    plain = build_model()
+    assert plain.context is None and not any(k.startswith("context.") for k in plain.state_dict())
+    assert plain.context_vector(rain_clip()[:, 0]).shape == (N, 0)
+    torch.manual_seed(0)
+    model = build_model(frame_context=True)
+    rain = rain_clip()
+    with torch.no_grad():
+        own = model(rain)
+        explicit = model(rain, frame_context(rain))
+        other = model(rain, frame_context(rain_clip(seed=1)))
+    torch.testing.assert_close(own["B"], explicit["B"], rtol=0, atol=0)  # default: its own frames
+    assert (own["beta_S"] - other["beta_S"]).abs().max() > 0  # another whole frame, another k
+    # the context reaches only the per-frame variables: the pixel maps stay as they are
+    torch.testing.assert_close(own["S_S"], other["S_S"], rtol=0, atol=0)
+    loss = model(rain)["B"].square().mean()
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.context.parameters())
+    with pytest.raises(ValueError, match="context must be"):
+        model.step(rain[:, 0], model.init_state(rain[:, 0]), torch.rand(N, 3, 32, 32))
 
 
 def test_model_config_ablations_and_round_trip():
