@@ -10,8 +10,9 @@ datasets below map a :class:`SampleKey` to a sample.
 A sample is a dict of float32 tensors (T frames, crop H x W):
     "O" (T,3,H,W) rain, "B" (T,3,H,W) clean, "S", "U", "beta", "alpha" (T,1,H,W),
     "A", "M" (T,3,1,1), and "flow" (T-1,2,H,W) backward flow when the clip's flow is known;
-    augmented samples also "O_context" (T,3,64,64), derain.context.frame_context of the whole rain
-    frames the crop was cut from (the per-frame heads read it: a crop alone hides the veil).
+    samples augmented for a model with ModelConfig.frame_context also "O_context" (T,3,64,64),
+    derain.context.frame_context of the whole rain frames the crop was cut from (the per-frame
+    heads read it: a crop alone hides the veil).
 :func:`collate` stacks samples into a batch (N first).
 
 Augmentations and the flow (project convention: backward flow, frame_t(x, y) ~=
@@ -111,12 +112,14 @@ class KeyedBatchSampler(Sampler[list[SampleKey]]):
 
 
 class Augment(NamedTuple):
-    """Crop size (H, W) and which random flips/reversal are allowed."""
+    """Crop size (H, W), which random flips/reversal are allowed, and whether to add "O_context"
+    (for a model with ModelConfig.frame_context)."""
 
     crop: tuple[int, int]
     hflip: bool = True
     vflip: bool = False
     reverse: bool = True
+    context: bool = False
 
 
 class KeyedClips(Dataset):
@@ -163,7 +166,7 @@ def augment_clip(
     ch, cw = augment.crop
     if ch > h or cw > w:
         raise RainsynthError(f"crop {ch}x{cw} is larger than the clip's {h}x{w} frames")
-    if "O" in arrays:
+    if augment.context and "O" in arrays:
         frames = torch.from_numpy(np.ascontiguousarray(arrays["O"])).permute(0, 3, 1, 2)
         context = frame_context(frames).permute(0, 2, 3, 1).numpy()
         arrays = dict(arrays, O_context=context)
@@ -368,9 +371,10 @@ def make_loader(
     )
 
 
-def training_dataset(data, seed: int) -> KeyedClips:
-    """The training dataset a DataConfig describes (built datasets or online rain)."""
-    augment = Augment(tuple(data.crop), data.hflip, data.vflip, data.reverse)
+def training_dataset(data, seed: int, context: bool = False) -> KeyedClips:
+    """The training dataset a DataConfig describes (built datasets or online rain); ``context``:
+    add "O_context" (the model has ModelConfig.frame_context)."""
+    augment = Augment(tuple(data.crop), data.hflip, data.vflip, data.reverse, context)
     if data.online:
         return OnlineRainClips(
             data.online_source,

@@ -301,7 +301,7 @@ def _train(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
-    dataset = training_dataset(config.data, config.run.seed)
+    dataset = training_dataset(config.data, config.run.seed, config.model.frame_context)
     sampler = KeyedBatchSampler(
         len(dataset), config.data.batch_size, config.run.seed, start, total, ddp.rank, ddp.world
     )

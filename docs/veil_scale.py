@@ -1,4 +1,4 @@
-"""How well a trained model's single-frame stage sees the veil: the per-frame scale k and a probe.
+"""How a trained model sees the veil: the per-frame scale k, a probe, and the rain-free pixels.
 
     python docs/veil_scale.py --weights runs/a/model.safetensors runs/b/model.safetensors
 
@@ -10,7 +10,11 @@ For each weights file it prints
   crops of the training clips, with the whole frame's context vector when the model has one (what
   the head reads k from), to the crop's veil
   1 - mean(beta), fitted on four clips in five and scored on the fifth (R^2, and the mean
-  prediction against the mean truth per preset), for each crop size asked for.
+  prediction against the mean truth per preset), for each crop size asked for;
+- what changes the rain-free pixels of the streaks test clips (derain.metrics.rain_free_mask):
+  the final transmission beta^M there, and their change in 8-bit levels / the share of their fine
+  detail kept (derain.metrics.rain_free_change) as the model leaves them, with beta^M set to 1 in
+  Eq. 6 (without haze removal) and with S^M set to 0 (without the streak layer).
 
 The README's paragraph on the spread over training seeds quotes these figures.
 """
@@ -23,6 +27,9 @@ import numpy as np
 import torch
 
 from derain.checkpoint import load_model, resolve_weights
+from derain.evaluate import quantise
+from derain.metrics import rain_free_change, rain_free_mask
+from derain.recovery import recover
 from rainsynth.dataset import DatasetClip, read_dataset
 from rainsynth.errors import RainsynthError
 
@@ -44,6 +51,39 @@ def mean_veil_scale(model, clips: list[DatasetClip]) -> dict[str, float]:
         k = model.sf(frames, model.context_vector(frames))["k"]
         per_preset.setdefault(clip.preset, []).append(float(k.mean()))
     return {p: float(np.mean(v)) for p, v in sorted(per_preset.items())}
+
+
+def rain_free_sources(
+    model, clips: list[DatasetClip]
+) -> tuple[float, dict[str, tuple[float, float]]]:
+    """Over the rain-free pixels of the clips: mean beta^M, and for Eq. 6's output as it is, with
+    beta^M = 1 and with S^M = 0 (the model's final layers otherwise) the change in levels and the
+    share of fine detail kept, name -> (change, detail)."""
+    if not model.config.use_recovery:
+        raise RainsynthError(
+            "this network has no inverse recovery (ablation v3): no Eq. 6 to split"
+        )
+    betas: list[float] = []
+    changes: dict[str, list[tuple[float, float]]] = {}
+    for clip in clips:
+        dry = rain_free_mask(clip.layers())
+        if not dry.any():
+            continue
+        rain, clean = _frames(clip)[None], clip.clean()
+        layers = {k: v[0] for k, v in model(rain).items()}  # (T,...) of the one clip
+        S, U, beta, A, R = (layers[f"{k}_M"] for k in ("S", "U", "beta", "A", "R"))
+        outputs = {
+            "as is": layers["B"],
+            "beta = 1": recover(rain[0], S, U, torch.ones_like(beta), A, R),
+            "S = 0": recover(rain[0], torch.zeros_like(S), U, beta, A, R),
+        }
+        for name, out in outputs.items():
+            image = quantise(out.permute(0, 2, 3, 1).numpy())  # as rainsynth test scores it
+            changes.setdefault(name, []).append(rain_free_change(image, clean, dry))
+        betas.append(float(beta[:, 0][torch.from_numpy(dry)].mean()))
+    if not betas:
+        raise RainsynthError("no test clip has rain-free pixels (build the streaks preset)")
+    return float(np.mean(betas)), {k: tuple(np.mean(v, axis=0)) for k, v in changes.items()}
 
 
 def crop_features(model, clips: list[DatasetClip], crop: int, seed: int):
@@ -125,6 +165,9 @@ def report(weights_files: list[str | None], data: str, crops: list[int], seed: i
             print(
                 f"  probe {crop}x{crop}: R^2 {r2:.2f}; predicted vs true veil: " + ", ".join(rows)
             )
+        beta, dry = rain_free_sources(model, [c for c in test_clips if c.preset == "streaks"])
+        changes = ", ".join(f"{k} {e:.2f} / {d:.3f}" for k, (e, d) in dry.items())
+        print(f"  rain-free streaks pixels: beta^M {beta:.3f}; change (levels) / detail {changes}")
 
 
 if __name__ == "__main__":

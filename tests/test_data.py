@@ -103,18 +103,20 @@ def test_context_is_the_whole_frames_averaged_down_and_follows_flips_and_reversa
         "O": rng.random((3, 40, 56, 3), np.float32),
         "B": rng.random((3, 40, 56, 3), np.float32),
     }
-    whole = Augment((40, 56), hflip=True)
+    whole = Augment((40, 56), hflip=True, context=True)
     for seed in range(4):  # the whole frame as the crop: the context must be the output's own
         out, _ = augment_clip(arrays, None, whole, np.random.default_rng(seed), reverse)
         frames = torch.from_numpy(np.ascontiguousarray(out["O"])).permute(0, 3, 1, 2)
         expected = frame_context(frames).permute(0, 2, 3, 1).numpy()
         np.testing.assert_allclose(out["O_context"], expected, atol=1e-6)
         cropped, _ = augment_clip(
-            arrays, None, Augment((16, 24)), np.random.default_rng(seed), reverse
+            arrays, None, Augment((16, 24), context=True), np.random.default_rng(seed), reverse
         )
         assert cropped["O"].shape[1:3] == (16, 24)
         assert cropped["O_context"].shape == (3, CONTEXT_SIZE, CONTEXT_SIZE, 3)
-    unflipped, _ = augment_clip(arrays, None, Augment((16, 24), hflip=False), rng, reverse)
+    unflipped, _ = augment_clip(
+        arrays, None, Augment((16, 24), hflip=False, context=True), rng, reverse
+    )
     frames = np.ascontiguousarray(arrays["O"][::-1] if reverse else arrays["O"])
     expected = frame_context(torch.from_numpy(frames).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
     np.testing.assert_allclose(
@@ -151,11 +153,14 @@ def test_dataset_samples_have_the_documented_shapes_and_are_keyed(dataset):
         "B": (3, 3, 32, 40),
         **{k: (3, 1, 32, 40) for k in ("S", "U", "beta", "alpha")},
         **{k: (3, 3, 1, 1) for k in ("A", "M")},
-        "O_context": (3, 3, CONTEXT_SIZE, CONTEXT_SIZE),
     }
     if "flow" in sample:
         expected["flow"] = (2, 2, 32, 40)
     assert shapes == expected
+    with_context = DatasetClips([str(dataset)], "train", (), 3, Augment((32, 40), context=True))
+    rest = with_context[key]  # the same sample, plus the context for a model with frame_context
+    assert tuple(rest.pop("O_context").shape) == (3, 3, CONTEXT_SIZE, CONTEXT_SIZE)
+    assert rest.keys() == sample.keys() and all(torch.equal(rest[k], sample[k]) for k in sample)
     assert all(v.dtype == torch.float32 for v in sample.values())
     again = clips[key]
     assert all(torch.equal(sample[k], again[k]) for k in sample)

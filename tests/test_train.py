@@ -21,7 +21,7 @@ from derain_helpers import (
 
 from derain.checkpoint import CheckpointError, latest_checkpoint, load_model, read_weights
 from derain.config import ConfigError, TrainConfig
-from derain.data import DatasetClips, SampleKey, collate
+from derain.data import DatasetClips, SampleKey, collate, training_dataset
 from derain.losses import derain_loss
 from derain.model import build_model
 from derain.train import TrainingError, clip_gradients, train, train_command
@@ -87,6 +87,30 @@ def test_online_rain_training_runs(dataset, tmp_path):
         tiny_config(dataset, tmp_path / "run", data=online, optim={"iterations": 2})
     )
     assert read_weights(train(config, progress=False))[1]["iteration"] == "2"
+
+
+def test_a_model_with_frame_context_trains_on_the_whole_frames_context(
+    dataset, tmp_path, monkeypatch
+):
+    import derain.train as train_module
+
+    seen = []
+
+    def spy(data, seed, context=False):
+        clips = training_dataset(data, seed, context)
+        seen.append("O_context" in clips[SampleKey(0, 0, 0, 0)])
+        return clips
+
+    monkeypatch.setattr(train_module, "training_dataset", spy)
+    for frame_context in (False, True):
+        config = tiny_config(
+            dataset,
+            tmp_path / str(frame_context),
+            model={"frame_context": frame_context},
+            optim={"iterations": 1},
+        )
+        train(TrainConfig.from_dict(config), progress=False)
+    assert seen == [False, True]  # the context is cut only for a model that reads it
 
 
 def _run(config: Path, *args: str) -> subprocess.Popen:
