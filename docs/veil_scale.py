@@ -12,9 +12,9 @@ For each weights file it prints
   1 - mean(beta), fitted on four clips in five and scored on the fifth (R^2, and the mean
   prediction against the mean truth per preset), for each crop size asked for;
 - what changes the rain-free pixels of the streaks test clips (derain.metrics.rain_free_mask):
-  the final transmission beta^M there, and their change in 8-bit levels / the share of their fine
-  detail kept (derain.metrics.rain_free_change) as the model leaves them, with beta^M set to 1 in
-  Eq. 6 (without haze removal) and with S^M set to 0 (without the streak layer).
+  the transmission there of each stage, beta^S and beta^M, and their change in 8-bit levels / the
+  share of their fine detail kept (derain.metrics.rain_free_change) as the model leaves them, with
+  beta^M set to 1 in Eq. 6 (without haze removal) and with S^M set to 0 (without the streak layer).
 
 The README's paragraph on the spread over training seeds quotes these figures.
 """
@@ -55,15 +55,15 @@ def mean_veil_scale(model, clips: list[DatasetClip]) -> dict[str, float]:
 
 def rain_free_sources(
     model, clips: list[DatasetClip]
-) -> tuple[float, dict[str, tuple[float, float]]]:
-    """Over the rain-free pixels of the clips: mean beta^M, and for Eq. 6's output as it is, with
-    beta^M = 1 and with S^M = 0 (the model's final layers otherwise) the change in levels and the
-    share of fine detail kept, name -> (change, detail)."""
+) -> tuple[tuple[float, float], dict[str, tuple[float, float]]]:
+    """Over the rain-free pixels of the clips: mean beta^S and beta^M, and for Eq. 6's output as it
+    is, with beta^M = 1 and with S^M = 0 (the model's final layers otherwise), the change in levels
+    and the share of fine detail kept, name -> (change, detail)."""
     if not model.config.use_recovery:
         raise RainsynthError(
             "this network has no inverse recovery (ablation v3): no Eq. 6 to split"
         )
-    betas: list[float] = []
+    betas: list[tuple[float, float]] = []
     changes: dict[str, list[tuple[float, float]]] = {}
     for clip in clips:
         dry = rain_free_mask(clip.layers())
@@ -80,10 +80,12 @@ def rain_free_sources(
         for name, out in outputs.items():
             image = quantise(out.permute(0, 2, 3, 1).numpy())  # as rainsynth test scores it
             changes.setdefault(name, []).append(rain_free_change(image, clean, dry))
-        betas.append(float(beta[:, 0][torch.from_numpy(dry)].mean()))
+        dry_pixels = torch.from_numpy(dry)
+        betas.append(tuple(float(layers[k][:, 0][dry_pixels].mean()) for k in ("beta_S", "beta_M")))
     if not betas:
         raise RainsynthError("no test clip has rain-free pixels (build the streaks preset)")
-    return float(np.mean(betas)), {k: tuple(np.mean(v, axis=0)) for k, v in changes.items()}
+    means = {k: tuple(np.mean(v, axis=0)) for k, v in changes.items()}
+    return tuple(np.mean(betas, axis=0)), means
 
 
 def crop_features(model, clips: list[DatasetClip], crop: int, seed: int):
@@ -167,7 +169,10 @@ def report(weights_files: list[str | None], data: str, crops: list[int], seed: i
             )
         beta, dry = rain_free_sources(model, [c for c in test_clips if c.preset == "streaks"])
         changes = ", ".join(f"{k} {e:.2f} / {d:.3f}" for k, (e, d) in dry.items())
-        print(f"  rain-free streaks pixels: beta^M {beta:.3f}; change (levels) / detail {changes}")
+        print(
+            f"  rain-free streaks pixels: beta^S {beta[0]:.3f}, beta^M {beta[1]:.3f}; "
+            f"change (levels) / detail {changes}"
+        )
 
 
 if __name__ == "__main__":
