@@ -1,13 +1,20 @@
-"""Whole-frame context for the per-frame layer variables (the light A and the veil scale k), used
-when ModelConfig.frame_context is on.
+"""What a crop or tile is told about the whole frame it was cut from.
 
-A and k are properties of the whole frame (derain.heads), but training sees crops: a 64x64 crop of
-light rain's thin veil looks much like one of streaks-only rain, which has none, so k learnt from
-the crop alone lands anywhere between the two. The network therefore also reads the frame the crop
-was cut from, averaged down to CONTEXT_SIZE x CONTEXT_SIZE cells (``frame_context``): the training
-data cuts it from the full frame before cropping (derain.data), inference from the whole frame
-before tiling (derain.inference), and ``ContextNet`` turns it into a vector that the heads'
-per-frame part reads next to their pooled features.
+Training sees crops and inference may see tiles, but some rain variables depend on the whole frame:
+
+- ``frame_context`` (ModelConfig.frame_context): A and the veil scale k are properties of the whole
+  frame (derain.heads), and a 64x64 crop of light rain's thin veil looks much like one of
+  streaks-only rain, which has none, so k learnt from the crop alone lands anywhere between the
+  two. The network therefore also reads the frame the crop was cut from, averaged down to
+  CONTEXT_SIZE x CONTEXT_SIZE cells: the training data cuts it from the full frame before cropping
+  (derain.data), inference from the whole frame before tiling (derain.inference), and
+  ``ContextNet`` turns it into a vector that the heads' per-frame part reads next to their pooled
+  features.
+- ``row_positions`` (ModelConfig.row_position): the veil beta = exp(-k d) thickens with the
+  distance d, which in a view from the ground grows from the bottom of the frame towards the
+  horizon (the renderer's depth prior, rainsynth.accumulation.HorizonDepth). A crop does not say
+  where it sits in the frame, so the network reads each pixel's row position in the whole frame as
+  an input channel.
 """
 
 from __future__ import annotations
@@ -52,3 +59,11 @@ class ContextNet(nn.Module):
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         return self.body(context).mean(dim=(2, 3))
+
+
+def row_positions(first: int, rows: int, frame_height: int) -> torch.Tensor:
+    """Positions of rows first .. first + rows - 1 of a frame frame_height rows high: (rows,)
+    float32, 0 at the top row and 1 at the bottom one. Rows outside the frame (the padding of a
+    tile) take the position of the nearest row inside, as replicate padding takes its pixels."""
+    index = torch.arange(first, first + rows, dtype=torch.float32).clamp(0, frame_height - 1)
+    return index / max(frame_height - 1, 1)

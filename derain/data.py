@@ -12,13 +12,16 @@ A sample is a dict of float32 tensors (T frames, crop H x W):
     "A", "M" (T,3,1,1), and "flow" (T-1,2,H,W) backward flow when the clip's flow is known;
     samples augmented for a model with ModelConfig.frame_context also "O_context" (T,3,64,64),
     derain.context.frame_context of the whole rain frames the crop was cut from (the per-frame
-    heads read it: a crop alone hides the veil).
+    heads read it: a crop alone hides the veil), and samples for a model with
+    ModelConfig.row_position "rows" (T,1,H,1), the position of each crop row in its whole frame
+    (derain.context.row_positions).
 :func:`collate` stacks samples into a batch (N first).
 
 Augmentations and the flow (project convention: backward flow, frame_t(x, y) ~=
 frame_{t-1}(x + dx, y + dy)):
 - crop: the same window in every frame and layer; flow is cropped alike (values unchanged);
-  "O_context" is taken from the whole frames first and only flipped and reversed.
+  "O_context" is taken from the whole frames first and only flipped and reversed; "rows" are the
+  crop's rows in the frame as flipped.
 - horizontal flip: x -> W-1-x in every frame; the flow is flipped alike and dx negated.
 - vertical flip: y -> H-1-y; flow flipped alike and dy negated (off by default: rain falls down).
 - temporal reversal: frames in reverse order. The backward flow of the reversed clip is the
@@ -41,8 +44,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 import rainsynth
-from derain.context import frame_context
-from rainsynth.dataset import DatasetClip, read_dataset
+from derain.context import frame_context, row_positions
+from rainsynth.dataset import DatasetClip, decode_layers, read_dataset, to_float
 from rainsynth.errors import RainsynthError
 from rainsynth.sources import open_source
 
@@ -113,13 +116,14 @@ class KeyedBatchSampler(Sampler[list[SampleKey]]):
 
 class Augment(NamedTuple):
     """Crop size (H, W), which random flips/reversal are allowed, and whether to add "O_context"
-    (for a model with ModelConfig.frame_context)."""
+    (for a model with ModelConfig.frame_context) and "rows" (ModelConfig.row_position)."""
 
     crop: tuple[int, int]
     hflip: bool = True
     vflip: bool = False
     reverse: bool = True
     context: bool = False
+    rows: bool = False
 
 
 class KeyedClips(Dataset):
@@ -180,6 +184,10 @@ def augment_clip(
             value = value[:, :, ::-1] if hflip else value
             value = value[:, ::-1] if vflip else value
         out[name] = value[::-1] if reverse else value
+    if augment.rows:
+        # a vertically flipped crop is rows h - y0 - ch .. h - y0 - 1 of the flipped frame
+        positions = row_positions(h - y0 - ch if vflip else y0, ch, h).numpy()
+        out["rows"] = np.broadcast_to(positions[None, :, None, None], (t, ch, 1, 1))
     if flow is not None and not reverse:
         flow = flow[:, y0 : y0 + ch, x0 : x0 + cw]
         if hflip:
@@ -224,6 +232,9 @@ class DatasetClips(KeyedClips):
     roots: dataset folders; split: "train" / "test"; presets: keep these (empty = all).
     clean_only: load only "B" (and "flow"), not the rain and its layers (flow pretraining).
     flow_only: keep only the clips whose exact flow the dataset stores.
+    cache: keep each clip's frames and layers in memory, 8-bit as stored, after its first read
+        (about 8 MB per 7-frame 448x256 clip, in each data worker), so that later epochs skip
+        decoding its PNGs and layers.npz; the samples are the same either way.
     """
 
     def __init__(
@@ -236,9 +247,11 @@ class DatasetClips(KeyedClips):
         seed: int = 0,
         clean_only: bool = False,
         flow_only: bool = False,
+        cache: bool = False,
     ):
         super().__init__(frames, augment, seed)
         self.clean_only = clean_only
+        self.cache: dict[int, dict] | None = {} if cache else None
         self.clips: list[DatasetClip] = []
         for root in roots:
             self.clips += [
@@ -274,12 +287,30 @@ class DatasetClips(KeyedClips):
         rng = np.random.default_rng([self.seed, key.position, _tag("window")])
         t0 = int(rng.integers(0, clip.num_frames - self.frames + 1)) if self.augment else 0
         window = slice(t0, t0 + self.frames)
-        arrays = {"B": clip.clean(window)}
+        stored = self._stored(key.index, window)
+        arrays = {"B": to_float(stored["B"])}
         if not self.clean_only:
-            arrays["O"] = clip.rain(window)
-            arrays.update({k: v[window] for k, v in clip.layers().items()})
+            arrays["O"] = to_float(stored["O"])
+            arrays.update({k: v[window] for k, v in decode_layers(stored["layers"]).items()})
         flow = clip.flow()
         return arrays, None if flow is None else flow[t0 : t0 + self.frames - 1]
+
+    def _stored(self, index: int, window: slice) -> dict:
+        """Clip ``index`` as stored: its 8-bit frames "B" (and "O") of ``window``, (T,H,W,3) uint8,
+        and (unless clean_only) all of layers.npz's arrays, "layers"; through the cache if on."""
+        if self.cache is None:
+            return self._read(self.clips[index], window)
+        if index not in self.cache:
+            self.cache[index] = self._read(self.clips[index], slice(None))
+        cached = self.cache[index]
+        return {k: v if k == "layers" else v[window] for k, v in cached.items()}
+
+    def _read(self, clip: DatasetClip, frames: slice) -> dict:
+        stored = {"B": clip.stored_frames("clean", frames)}
+        if not self.clean_only:
+            stored["O"] = clip.stored_frames("rain", frames)
+            stored["layers"] = clip.stored_layers()
+        return stored
 
 
 class SourceClips(KeyedClips):
@@ -371,10 +402,11 @@ def make_loader(
     )
 
 
-def training_dataset(data, seed: int, context: bool = False) -> KeyedClips:
+def training_dataset(data, seed: int, context: bool = False, rows: bool = False) -> KeyedClips:
     """The training dataset a DataConfig describes (built datasets or online rain); ``context``:
-    add "O_context" (the model has ModelConfig.frame_context)."""
-    augment = Augment(tuple(data.crop), data.hflip, data.vflip, data.reverse, context)
+    add "O_context" (the model has ModelConfig.frame_context); ``rows``: add "rows" (the model has
+    ModelConfig.row_position)."""
+    augment = Augment(tuple(data.crop), data.hflip, data.vflip, data.reverse, context, rows)
     if data.online:
         return OnlineRainClips(
             data.online_source,
@@ -386,4 +418,6 @@ def training_dataset(data, seed: int, context: bool = False) -> KeyedClips:
             root=data.online_root,
             presets=data.online_presets,
         )
-    return DatasetClips(data.datasets, data.split, data.presets, data.frames, augment, seed)
+    return DatasetClips(
+        data.datasets, data.split, data.presets, data.frames, augment, seed, cache=data.cache
+    )

@@ -84,6 +84,7 @@ def flow_dataset(config: TrainConfig, clips: str, flow_only: bool = False):
         config.run.seed,
         clean_only=True,
         flow_only=flow_only,
+        cache=data.cache,
     )
 
 

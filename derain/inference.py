@@ -7,7 +7,8 @@ Frames larger than ``tile`` pixels on a side (default 1024: the paper's 832x512 
 whole) are cut into overlapping tiles; each tile position
 keeps its own recurrent state across frames, and the tiles are blended with weights that fall
 off linearly over the overlap, so no seam shows. Every tile reads the whole frame's context
-(derain.context), so all tiles of a frame see the same veil.
+and its own rows' positions in the whole frame (derain.context), so all tiles of a frame see the
+same veil.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 from derain.checkpoint import load_model, resolve_weights
 from derain.config import DEVICES
-from derain.context import frame_context
+from derain.context import frame_context, row_positions
 from derain.model import VideoDerainer
 from derain.padding import InputPadder
 from derain.train import autocast, pick_device
@@ -121,12 +122,19 @@ class FrameDerainer:
         estimate (1,3,h,w) float32, advancing its state."""
         padder = InputPadder(image.shape, multiple=self.model.size_multiple)
         padded = padder.pad(image)
+        rows = self._rows(key[0], padder.pads[2], padded.shape[-2])
         state = self.states.get(key)
         if state is None:
             state = self.model.init_state(padded)
         with autocast(self.device, self.amp):
-            out, self.states[key] = self.model.step(padded, state, context)
+            out, self.states[key] = self.model.step(padded, state, context, rows)
         return padder.unpad(out["B"].float())
+
+    def _rows(self, top: int, pad_top: int, rows: int) -> torch.Tensor:
+        """Positions (1,1,rows,1) in the whole frame of the rows of a tile whose first row is
+        frame row ``top``, padded by ``pad_top`` rows above."""
+        positions = row_positions(top - pad_top, rows, self.shape[0])
+        return positions.to(self.device).view(1, 1, rows, 1)
 
 
 def list_frames(folder: Path) -> list[Path]:

@@ -14,7 +14,8 @@ ablation (no ConvLSTM) from the same initial weights and learns what the memory 
 with skips from the clean-estimate branch, predicts residual variables: v^M_t = v^S_t + delta_t
 for v in S, U, beta, R, A (added in raw space, derain.heads; the per-frame deltas also read the
 whole-frame context vector, derain.context, when the model has one); the inverse recovery (Eq. 6)
-then gives the final B^M_t.
+then gives the final B^M_t. With ModelConfig.row_position the rain branch also reads each pixel's
+row position in the whole frame (derain.context.row_positions).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class MFDerainNet(nn.Module):
         use_lstm: the ConvLSTM memory at the coarsest scale (False, ablation v2: the per-frame
             conv alone, so the only link between frames is the aligned previous frame).
         direct: also predict B directly (ablation v3).
+        position_channels: channels of the position map the rain branch reads (0: none).
     """
 
     def __init__(
@@ -48,13 +50,14 @@ class MFDerainNet(nn.Module):
         context_channels: int = 0,
         use_lstm: bool = True,
         direct: bool = False,
+        position_channels: int = 0,
     ):
         super().__init__()
         if len(channels) < 2:
             raise ValueError(f"MFDerainNet needs at least 2 scales; got channels {tuple(channels)}")
         fine, coarsest = channels[:-1], channels[-1]
         self.clean_encoder = Encoder(6 + raw_channels(direct), fine, n_res[:-1])
-        self.rain_encoder = Encoder(6, fine, n_res[:-1])
+        self.rain_encoder = Encoder(6 + position_channels, fine, n_res[:-1])
         self.fuse = nn.Sequential(conv3x3(2 * fine[-1], fine[-1]), activation())
         self.bottom = stage(fine[-1], coarsest, 2, n_res[-1])
         self.plain = nn.Sequential(conv3x3(coarsest, coarsest), activation())
@@ -86,15 +89,18 @@ class MFDerainNet(nn.Module):
         raw_single: dict[str, torch.Tensor],
         rain: torch.Tensor,
         rain_prev_aligned: torch.Tensor,
+        position: torch.Tensor,
         context: torch.Tensor,
         state: LSTMState | None,
     ) -> tuple[dict[str, torch.Tensor], LSTMState | None]:
         """B^S_t, B^{M,F}_{t-1} (N,3,H,W), the raw v^S_t (derain.heads), O~_t, O~^F_{t-1} (N,3,H,W),
-        the context vector (N,context_channels) and the LSTM state -> (raw deltas, shapes as
-        derain.heads, new LSTM state)."""
+        the position map (N,position_channels,H,W), the context vector (N,context_channels) and
+        the LSTM state -> (raw deltas, shapes as derain.heads, new LSTM state)."""
         guide = torch.cat([clean, clean_prev_aligned, stack_raw(raw_single)], dim=1)
         clean_features = self.clean_encoder(guide)
-        rain_features = self.rain_encoder(torch.cat([rain, rain_prev_aligned], dim=1))
+        rain_features = self.rain_encoder(
+            torch.cat([rain, rain_prev_aligned, position.to(rain.dtype)], dim=1)
+        )
         x = self.fuse(torch.cat([clean_features[-1], rain_features[-1]], dim=1))
         x = self.bottom(x)
         y = self.plain(x)

@@ -4,15 +4,17 @@ Per frame t (``VideoDerainer.step``):
 
     c_t              = ContextNet(frame_context(whole frame))      the per-frame heads' context
                                                                    (only with frame_context)
-    raw^S_t          = SF-DerainNet(O~_t, c_t)                     single-frame layers
+    p_t              = row positions in the whole frame            (only with row_position)
+    raw^S_t          = SF-DerainNet(O~_t, p_t, c_t)                single-frame layers
     B^S_t            = Eq. 6(O~_t, layers(raw^S_t))
     F_t, B^{M,F}_{t-1}, O~^F_{t-1} = MF-AlignNet(B^M_{t-1}, B^S_t, O~_{t-1})
-    delta_t, (h, c)  = MF-DerainNet(B^S_t, B^{M,F}_{t-1}, raw^S_t, O~_t, O~^F_{t-1}, c_t, (h, c))
+    delta_t, (h, c)  = MF-DerainNet(B^S_t, B^{M,F}_{t-1}, raw^S_t, O~_t, O~^F_{t-1}, p_t, c_t, (h, c))
     raw^M_t          = raw^S_t + delta_t                           v^M = v^S + delta
     B^M_t            = Eq. 6(O~_t, layers(raw^M_t))                the output
 
 At t = 0 the "previous" frame is the current one (B^S_0, O~_0) and the flow is zero. The whole
-frame of c_t is O~_t itself unless O~_t is a crop or tile of a larger frame (derain.context).
+frame of c_t and p_t is O~_t itself unless O~_t is a crop or tile of a larger frame
+(derain.context).
 Ablations (Table 4): v1 no SF-DerainNet (raw^S is a fixed prior veil and B^S_t = O~_t), v2 no
 ConvLSTM, v3 no inverse recovery (B predicted directly), v4 no MF-AlignNet (previous frames
 unwarped), v5 the full model.
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from derain.context import CONTEXT_SIZE, ContextNet, frame_context
+from derain.context import CONTEXT_SIZE, ContextNet, frame_context, row_positions
 from derain.convlstm import LSTMState
 from derain.dict_config import DictConfig
 from derain.flownet import PyramidFlowNet
@@ -55,6 +57,7 @@ ABLATIONS: dict[str, dict[str, bool]] = {
     "v5": {},
 }
 LAYER_NAMES = ("S", "U", "beta", "R", "A")
+POSITION_CHANNELS = 1  # with row_position: the row's position in the whole frame
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,9 @@ class ModelConfig(DictConfig):
     use_align: False = v4, no MF-AlignNet (previous frames unwarped).
     frame_context: the per-frame heads (A, k) also read the whole frame averaged down to 64x64
         (derain.context), which training crops otherwise lack.
+    row_position: both stages also read each pixel's row position in the whole frame
+        (derain.context.row_positions), which says how far off a view from the ground usually is
+        and which training crops otherwise lack.
     """
 
     size: str = "small"
@@ -78,6 +84,7 @@ class ModelConfig(DictConfig):
     use_recovery: bool = True
     use_align: bool = True
     frame_context: bool = False
+    row_position: bool = False
 
     def __post_init__(self):
         if self.size not in SIZES:
@@ -90,7 +97,14 @@ class ModelConfig(DictConfig):
             raise ValueError(
                 f"ModelConfig base_channels must be a positive int or None; got {self.base_channels!r}"
             )
-        for name in ("use_sf", "use_lstm", "use_recovery", "use_align", "frame_context"):
+        for name in (
+            "use_sf",
+            "use_lstm",
+            "use_recovery",
+            "use_align",
+            "frame_context",
+            "row_position",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
                     f"ModelConfig {name} must be true or false; got {getattr(self, name)!r}"
@@ -159,6 +173,9 @@ class VideoDerainer(nn.Module):
     H and W must be multiples of ``size_multiple`` (pad with derain.InputPadder).
     ``context`` (N,3,64,64) per frame, or (N,T,3,64,64) per clip, is derain.context.frame_context
     of the whole frames when the input is a crop or tile of them; by default the input's own.
+    ``rows`` (N,1,H,1) per frame, or (N,T,1,H,1) per clip, is likewise the position of each input
+    row in the whole frame (derain.context.row_positions); by default 0 at the input's top row
+    and 1 at its bottom one. Each is read only by a model configured for it.
     """
 
     def __init__(self, config: ModelConfig | None = None):
@@ -169,8 +186,9 @@ class VideoDerainer(nn.Module):
         # First: the same initial values in every variant.
         self.context = ContextNet(config.channels) if config.frame_context else None
         context = self.context.channels if self.context is not None else 0
+        position = POSITION_CHANNELS if config.row_position else 0
         self.sf = (
-            SFDerainNet(config.channels, config.n_res, context, direct=direct)
+            SFDerainNet(config.channels, config.n_res, context, direct, position)
             if config.use_sf
             else None
         )
@@ -180,7 +198,7 @@ class VideoDerainer(nn.Module):
         if not config.use_align:
             self.align.requires_grad_(False)
         self.mf = MFDerainNet(
-            config.channels, config.n_res, context, use_lstm=config.use_lstm, direct=direct
+            config.channels, config.n_res, context, config.use_lstm, direct, position
         )
         self.recovery = InverseRecovery(enabled=config.use_recovery)
         self.size_multiple = max(2 ** (len(config.channels) - 1), self.flownet.size_multiple)
@@ -223,11 +241,31 @@ class VideoDerainer(nn.Module):
             return rain_t.new_zeros(rain_t.shape[0], 0)
         return self.context(frame_context(rain_t) if context is None else context)
 
+    def position_map(self, rain_t: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The position channels (N,P,H,W) both stages read with frames rain_t (N,3,H,W) whose rows
+        sit at ``rows`` (N,1,H,1) of their whole frames (default: rain_t's own, 0 at the top row,
+        1 at the bottom); P = 0 without ``row_position``."""
+        n, _, h, w = rain_t.shape
+        if rows is not None and tuple(rows.shape) != (n, 1, h, 1):
+            raise ValueError(
+                f"rows must be the row positions of the input in its whole frames "
+                f"(derain.context.row_positions), shape {(n, 1, h, 1)}; got {tuple(rows.shape)}"
+            )
+        if not self.config.row_position:
+            return rain_t.new_zeros(n, 0, h, w, dtype=torch.float32)
+        if rows is None:
+            rows = row_positions(0, h, h).to(rain_t.device).view(1, 1, h, 1).expand(n, 1, h, 1)
+        return rows.float().expand(n, POSITION_CHANNELS, h, w)
+
     def step(
-        self, rain_t: torch.Tensor, state: State, context: torch.Tensor | None = None
+        self,
+        rain_t: torch.Tensor,
+        state: State,
+        context: torch.Tensor | None = None,
+        rows: torch.Tensor | None = None,
     ) -> tuple[dict[str, torch.Tensor], State]:
-        """One frame O~_t (N,3,H,W) in [0,1] (and its whole frame's context, see the class
-        docstring) -> (outputs, see the class docstring; next state)."""
+        """One frame O~_t (N,3,H,W) in [0,1] (and its whole frame's context and its row positions,
+        see the class docstring) -> (outputs, see the class docstring; next state)."""
         self._check(rain_t, 4, "rain_t")
         if state.rain_prev is not None and state.rain_prev.shape != rain_t.shape:
             raise ValueError(
@@ -236,9 +274,10 @@ class VideoDerainer(nn.Module):
             )
         direct = not self.config.use_recovery
         vector = self.context_vector(rain_t, context)
+        position = self.position_map(rain_t, rows)
         out: dict[str, torch.Tensor] = {}
         if self.sf is not None:
-            raw_s = self.sf(rain_t, vector)
+            raw_s = self.sf(rain_t, position, vector)
             layers_s = layers_from_raw(raw_s)
             clean_s = self.recovery(rain_t, layers_s)
             out["B_S"] = clean_s
@@ -255,7 +294,9 @@ class VideoDerainer(nn.Module):
         else:
             clean_prev, rain_prev = state.clean_prev, state.rain_prev
 
-        delta, lstm = self.mf(clean_s, clean_prev, raw_s, rain_t, rain_prev, vector, state.lstm)
+        delta, lstm = self.mf(
+            clean_s, clean_prev, raw_s, rain_t, rain_prev, position, vector, state.lstm
+        )
         layers_m = layers_from_raw({k: raw_s[k] + delta[k] for k in raw_s})  # v^M = v^S + delta
         clean_m = self.recovery(rain_t, layers_m)
         out["B"] = clean_m
@@ -264,15 +305,21 @@ class VideoDerainer(nn.Module):
         return out, State(clean_m, rain_t, lstm)
 
     def forward(
-        self, rain: torch.Tensor, context: torch.Tensor | None = None
+        self,
+        rain: torch.Tensor,
+        context: torch.Tensor | None = None,
+        rows: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """A clip O~ (N,T,3,H,W) in [0,1] (and its whole frames' context (N,T,3,64,64), see the
-        class docstring) -> step's outputs stacked on dim 1 (N,T,...)."""
+        """A clip O~ (N,T,3,H,W) in [0,1] (and its whole frames' context (N,T,3,64,64) and row
+        positions (N,T,1,H,1), see the class docstring) -> step's outputs stacked on dim 1
+        (N,T,...)."""
         self._check(rain, 5, "rain")
         state = self.init_state(rain[:, 0])
         steps = []
         for t in range(rain.shape[1]):
-            out, state = self.step(rain[:, t], state, None if context is None else context[:, t])
+            frame_context = None if context is None else context[:, t]
+            frame_rows = None if rows is None else rows[:, t]
+            out, state = self.step(rain[:, t], state, frame_context, frame_rows)
             steps.append(out)
         return {k: torch.stack([s[k] for s in steps], dim=1) for k in steps[0]}
 

@@ -133,7 +133,7 @@ def train_step(
     net = model.module if isinstance(model, DistributedDataParallel) else model
     optimizer.zero_grad(set_to_none=True)
     with autocast(device, config.run.amp):
-        outputs = model(batch["O"], batch.get("O_context"))
+        outputs = model(batch["O"], batch.get("O_context"), batch.get("rows"))
         loss, terms = derain_loss(outputs, batch, config.loss, model=net)
     loss.backward()
     clip_gradients(net, config.optim.grad_clip)
@@ -301,7 +301,9 @@ def _train(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
-    dataset = training_dataset(config.data, config.run.seed, config.model.frame_context)
+    dataset = training_dataset(
+        config.data, config.run.seed, config.model.frame_context, config.model.row_position
+    )
     sampler = KeyedBatchSampler(
         len(dataset), config.data.batch_size, config.run.seed, start, total, ddp.rank, ddp.world
     )

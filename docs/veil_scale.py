@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from derain.checkpoint import load_model, resolve_weights
+from derain.context import row_positions
 from derain.evaluate import quantise
 from derain.metrics import rain_free_change, rain_free_mask
 from derain.recovery import recover
@@ -48,7 +49,7 @@ def mean_veil_scale(model, clips: list[DatasetClip]) -> dict[str, float]:
     per_preset: dict[str, list[float]] = {}
     for clip in clips:
         frames = _frames(clip)
-        k = model.sf(frames, model.context_vector(frames))["k"]
+        k = model.sf(frames, model.position_map(frames), model.context_vector(frames))["k"]
         per_preset.setdefault(clip.preset, []).append(float(k.mean()))
     return {p: float(np.mean(v)) for p, v in sorted(per_preset.items())}
 
@@ -99,12 +100,15 @@ def crop_features(model, clips: list[DatasetClip], crop: int, seed: int):
         h, w = beta.shape
         if h < crop or w < crop:
             raise RainsynthError(f"clip {clip.path} is {h}x{w}, smaller than the crop {crop}")
-        crops = []
+        crops, rows = [], []
         for _ in range(CROPS_PER_CLIP):
             y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
             crops.append(frame[:, y : y + crop, x : x + crop])
+            rows.append(row_positions(y, crop, h).view(1, crop, 1))
             veil.append(1.0 - float(beta[y : y + crop, x : x + crop].mean()))
-        pooled = model.sf.encoder(torch.stack(crops))[-1].mean(dim=(2, 3))
+        crops = torch.stack(crops)
+        where = model.position_map(crops, torch.stack(rows))
+        pooled = model.sf.encoder(torch.cat([crops, where], dim=1))[-1].mean(dim=(2, 3))
         context = model.context_vector(frame[None]).expand(len(crops), -1)
         features.append(torch.cat([pooled, context], dim=1))
         index += [i] * CROPS_PER_CLIP

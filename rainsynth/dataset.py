@@ -129,6 +129,11 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(frames, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
 
 
+def to_float(frames: np.ndarray) -> np.ndarray:
+    """8-bit frames (any shape, uint8) -> float32 in [0, 1]."""
+    return np.divide(frames, np.float32(255), dtype=np.float32)
+
+
 def write_clip(
     folder: Path,
     *,
@@ -221,16 +226,35 @@ class DatasetClip:
 
     def rain(self, frames: slice = slice(None)) -> np.ndarray:
         """O~ (T, H, W, 3) float32 in [0, 1]; `frames` reads only those frames (t0:t1)."""
-        return self._frames("rain", frames)
+        return to_float(self.stored_frames("rain", frames))
 
     def clean(self, frames: slice = slice(None)) -> np.ndarray:
         """B (T, H, W, 3) float32 in [0, 1]; `frames` reads only those frames (t0:t1)."""
-        return self._frames("clean", frames)
+        return to_float(self.stored_frames("clean", frames))
 
     def layers(self) -> dict[str, np.ndarray]:
         """S, U, beta, alpha (T, H, W, 1) and A, M (T, 1, 1, 3), float32 as render gives them."""
+        return decode_layers(self.stored_layers())
+
+    def stored_frames(self, kind: str, frames: slice = slice(None)) -> np.ndarray:
+        """The 8-bit frames of ``kind`` ("rain" or "clean") as stored, (T, H, W, 3) uint8 RGB;
+        `frames` reads only those frames (t0:t1). ``to_float`` gives what rain() / clean() do."""
+        indices = range(self.num_frames)[frames]
+        out = np.empty((len(indices), self.height, self.width, 3), np.uint8)
+        for i, t in enumerate(indices):
+            path = self.path / kind / f"{t + 1:04d}.png"
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None or image.shape != out.shape[1:]:
+                raise RainsynthError(
+                    f"frame {path} is missing, unreadable or not {self.width}x{self.height}"
+                )
+            cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=out[i])
+        return out
+
+    def stored_layers(self) -> dict[str, np.ndarray]:
+        """The arrays of layers.npz as stored (``decode_layers`` gives what layers() does)."""
         with np.load(self.path / LAYERS_FILE) as archive:
-            return decode_layers({key: archive[key] for key in archive.files})
+            return {key: archive[key] for key in archive.files}
 
     @property
     def has_flow(self) -> bool:
@@ -252,20 +276,6 @@ class DatasetClip:
     def info(self) -> dict:
         """clip.json: the source reference, files, split, preset, seed and clip index."""
         return read_json(self.path / CLIP_FILE)
-
-    def _frames(self, kind: str, frames: slice) -> np.ndarray:
-        indices = range(self.num_frames)[frames]
-        out = np.empty((len(indices), self.height, self.width, 3), np.float32)
-        for i, t in enumerate(indices):
-            path = self.path / kind / f"{t + 1:04d}.png"
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None or image.shape != out.shape[1:]:
-                raise RainsynthError(
-                    f"frame {path} is missing, unreadable or not {self.width}x{self.height}"
-                )
-            cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
-            np.divide(image, np.float32(255), out=out[i])
-        return out
 
 
 def read_dataset(

@@ -124,6 +124,35 @@ def test_context_is_the_whole_frames_averaged_down_and_follows_flips_and_reversa
     )  # not the crop's
 
 
+@pytest.mark.parametrize("vflip", [False, True])
+def test_rows_give_each_crop_row_its_position_in_the_frame_as_flipped(vflip):
+    rng = np.random.default_rng(4)
+    height = 40
+    # frames whose every pixel holds its own row index: the crop shows which rows it took
+    rows = np.arange(height, dtype=np.float32)[None, :, None, None]
+    arrays = {"B": np.broadcast_to(rows, (3, height, 56, 3)).copy()}
+    for seed in range(6):
+        augment = Augment((16, 24), hflip=True, vflip=vflip, rows=True)
+        out, _ = augment_clip(arrays, None, augment, np.random.default_rng(seed), seed % 2 == 1)
+        assert out["rows"].shape == (3, 16, 1, 1)
+        taken = out["B"][0, :, 0, 0]  # frame rows, top to bottom of the crop as it is now
+        expected = (height - 1 - taken) if vflip and taken[0] > taken[1] else taken
+        np.testing.assert_allclose(out["rows"][0, :, 0, 0], expected / (height - 1), atol=1e-6)
+        assert (out["rows"] == out["rows"][:1]).all()  # the same window in every frame
+    without, _ = augment_clip(arrays, None, Augment((16, 24)), rng, False)
+    assert "rows" not in without
+
+
+def test_cached_clips_give_the_same_samples_as_read_from_disk(dataset):
+    keys = [SampleKey(i % 6, i // 6, i, i // 2) for i in range(14)]  # over two epochs
+    plain = DatasetClips([str(dataset)], "train", (), 3, Augment((32, 40)), seed=0)
+    cached = DatasetClips([str(dataset)], "train", (), 3, Augment((32, 40)), seed=0, cache=True)
+    for key in keys:
+        a, b = plain[key], cached[key]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert sorted(cached.cache) == list(range(6))  # every clip read once, then held
+
+
 def test_reversal_drops_the_flow_and_collate_marks_which_samples_have_flow():
     arrays, flow = _clip_with_flow()
     augment = Augment((32, 32), hflip=False, reverse=True)

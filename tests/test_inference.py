@@ -73,8 +73,8 @@ def test_streaming_equals_the_clip_forward_pass_with_padding(model):
 
 
 class _CountingNet(nn.Module):
-    """Stand-in network: returns its input plus 0.01 per frame its state has seen; keeps the
-    context each step was given."""
+    """Stand-in network: returns half its input plus 0.01 per frame its state has seen plus 0.1
+    times each row's position in the whole frame; keeps the context each step was given."""
 
     size_multiple = 8
 
@@ -85,9 +85,9 @@ class _CountingNet(nn.Module):
     def init_state(self, rain_t):
         return 0
 
-    def step(self, rain_t, state, context):
+    def step(self, rain_t, state, context, rows):
         self.contexts.append(context)
-        return {"B": rain_t * 0 + 0.5 * rain_t + 0.01 * (state + 1)}, state + 1
+        return {"B": 0.5 * rain_t + 0.01 * (state + 1) + 0.1 * rows}, state + 1
 
 
 def test_tiles_cover_blend_exactly_and_keep_their_own_state():
@@ -99,7 +99,8 @@ def test_tiles_cover_blend_exactly_and_keep_their_own_state():
     for _ in range(3):  # a per-pixel network: tiling must change nothing, frame after frame
         out_tiled, out_whole = tiled(frame), whole(frame)
         np.testing.assert_allclose(out_tiled, out_whole, atol=1e-6)
-    np.testing.assert_allclose(out_whole, 0.5 * frame + 0.03, atol=1e-6)  # 3 frames seen per tile
+    rows = np.linspace(0, 1, 50, dtype=np.float32)[:, None, None]  # each tile's rows, in the frame
+    np.testing.assert_allclose(out_whole, 0.5 * frame + 0.03 + 0.1 * rows, atol=1e-6)
     assert len(tiled.states) == len(tile_starts(50, 24, 6)) * len(tile_starts(70, 24, 6))
     whole_context = frame_context(torch.from_numpy(frame).permute(2, 0, 1)[None])
     for context in tiled.model.contexts:  # every tile reads the whole frame's context

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from derain import InputPadder, ModelConfig, State, build_flownet, build_model, warp
-from derain.context import frame_context
+from derain.context import frame_context, row_positions
 from derain.convlstm import ConvLSTMCell
 from derain.flownet import local_contrast
 from derain.heads import PRIOR_BETA, layers_from_raw, prior_raw, raw_channels, stack_raw
@@ -306,9 +306,9 @@ def test_mf_derainnet_corrects_the_single_frame_variables_it_is_given():
     thicker = dict(raw, d=raw["d"] + 1.0)
     state = model.mf.init_state(frame)
     with torch.no_grad():
-        context = model.context_vector(frame)
-        delta, _ = model.mf(frame, frame, raw, frame, frame, context, state)
-        delta_thicker, _ = model.mf(frame, frame, thicker, frame, frame, context, state)
+        where, context = model.position_map(frame), model.context_vector(frame)
+        delta, _ = model.mf(frame, frame, raw, frame, frame, where, context, state)
+        delta_thicker, _ = model.mf(frame, frame, thicker, frame, frame, where, context, state)
     assert set(delta) == set(raw)
     assert (delta["d"] - delta_thicker["d"]).abs().max() > 1e-4
 
@@ -398,6 +398,34 @@ def test_frame_context_is_opt_in_read_by_the_per_frame_heads_and_checked():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.context.parameters())
     with pytest.raises(ValueError, match="context must be"):
         model.step(rain[:, 0], model.init_state(rain[:, 0]), torch.rand(N, 3, 32, 32))
+
+
+def test_row_position_is_opt_in_read_by_both_stages_and_checked():
+    plain = build_model()
+    assert plain.position_map(rain_clip()[:, 0]).shape == (N, 0, H, W)
+    torch.manual_seed(0)
+    model = build_model(row_position=True)
+    rain = rain_clip()
+    own = row_positions(0, H, H).view(1, 1, 1, H, 1).expand(N, T, 1, H, 1)
+    lower = row_positions(H, H, 2 * H).view(1, 1, 1, H, 1).expand(N, T, 1, H, 1)  # bottom half
+    with torch.no_grad():
+        default, explicit, moved = model(rain), model(rain, rows=own), model(rain, rows=lower)
+    torch.testing.assert_close(default["B"], explicit["B"], rtol=0, atol=0)  # default: its own
+    for stage in ("S", "M"):  # the same pixels lower in the frame: another estimate
+        assert (default[f"U_{stage}"] - moved[f"U_{stage}"]).abs().max() > 0
+    model(rain, rows=lower)["B"].square().mean().backward()
+    first_convs = (model.sf.encoder.stages[0][0], model.mf.rain_encoder.stages[0][0])
+    assert all(conv.weight.grad[:, -1].abs().sum() > 0 for conv in first_convs)
+    assert plain.sf.encoder.stages[0][0].in_channels + 1 == first_convs[0].in_channels
+    with pytest.raises(ValueError, match="rows must be"):
+        model.step(rain[:, 0], model.init_state(rain[:, 0]), rows=torch.rand(N, 1, H + 1, 1))
+
+
+def test_row_positions_run_top_to_bottom_and_clamp_padding():
+    torch.testing.assert_close(row_positions(0, 5, 5), torch.tensor([0, 0.25, 0.5, 0.75, 1]))
+    torch.testing.assert_close(row_positions(-2, 4, 3), torch.tensor([0, 0, 0, 0.5]))
+    torch.testing.assert_close(row_positions(2, 3, 4), torch.tensor([2 / 3, 1, 1]))
+    assert row_positions(0, 2, 1).tolist() == [0, 0]  # a one-row frame
 
 
 def test_model_config_ablations_and_round_trip():

@@ -89,28 +89,28 @@ def test_online_rain_training_runs(dataset, tmp_path):
     assert read_weights(train(config, progress=False))[1]["iteration"] == "2"
 
 
-def test_a_model_with_frame_context_trains_on_the_whole_frames_context(
-    dataset, tmp_path, monkeypatch
-):
+def test_a_model_trains_on_the_whole_frame_facts_it_reads(dataset, tmp_path, monkeypatch):
     import derain.train as train_module
 
     seen = []
 
-    def spy(data, seed, context=False):
-        clips = training_dataset(data, seed, context)
-        seen.append("O_context" in clips[SampleKey(0, 0, 0, 0)])
+    def spy(data, seed, context=False, rows=False):
+        clips = training_dataset(data, seed, context, rows)
+        sample = clips[SampleKey(0, 0, 0, 0)]
+        seen.append(("O_context" in sample, "rows" in sample))
         return clips
 
     monkeypatch.setattr(train_module, "training_dataset", spy)
-    for frame_context in (False, True):
+    for name in ("plain", "frame_context", "row_position"):
         config = tiny_config(
             dataset,
-            tmp_path / str(frame_context),
-            model={"frame_context": frame_context},
+            tmp_path / name,
+            model={} if name == "plain" else {name: True},
             optim={"iterations": 1},
         )
         train(TrainConfig.from_dict(config), progress=False)
-    assert seen == [False, True]  # the context is cut only for a model that reads it
+    # the context and the rows are cut only for a model that reads them
+    assert seen == [(False, False), (True, False), (False, True)]
 
 
 def _run(config: Path, *args: str) -> subprocess.Popen:
