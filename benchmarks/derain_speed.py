@@ -5,10 +5,10 @@
 
 Inference: the network streamed frame by frame as ``rainsynth derain`` runs it
 (VideoDerainer.step with its recurrent state; bf16 autocast on CUDA), median seconds per frame
-over ``--frames`` frames after one warm-up frame, randomly initialised weights (speed does not
-depend on their values). Each row prints the ratio to the paper's 0.90 s per 832x512 frame
-(a 2019 GPU): above 1x beats it. CPU runs use as many torch threads as cores
-(--threads to change).
+over ``--frames`` frames after one warm-up frame, with the network derain/configs/<size>.toml
+configures and randomly initialised weights (speed does not depend on their values). Each row
+prints the ratio to the paper's 0.90 s per 832x512 frame (a 2019 GPU): above 1x beats it. CPU
+runs use as many torch threads as cores (--threads to change).
 
 Training: median seconds per iteration of derain.train.train_step (forward over the clip, the
 full loss, backward, AdamW) on a batch shaped as derain/configs/<size>.toml says (batch, frames,
@@ -38,10 +38,16 @@ sys.path.insert(0, str(REPO))
 
 from derain.checkpoint import save_weights  # noqa: E402
 from derain.config import TrainConfig  # noqa: E402
+from derain.context import CONTEXT_SIZE, row_positions  # noqa: E402
 from derain.model import build_model  # noqa: E402
 from derain.train import autocast, make_optimizer, train_step  # noqa: E402
 
 PAPER_SECONDS_PER_FRAME = 0.90  # 832x512, the paper's Sec. 5 timing on a 2019 GPU
+
+
+def _config(size: str) -> TrainConfig:
+    """The shipped config of a size, derain/configs/<size>.toml."""
+    return TrainConfig.load(REPO / "derain" / "configs" / f"{size}.toml")
 
 
 def _sync(device: torch.device) -> None:
@@ -54,7 +60,7 @@ def seconds_per_frame(
 ) -> float:
     """Median seconds of one recurrent step at (height, width), after one warm-up frame."""
     torch.manual_seed(0)
-    model = build_model(size=size).to(device).eval()
+    model = build_model(_config(size).model).to(device).eval()
     video = torch.rand(frames + 1, 1, 3, height, width, device=device)
     times = []
     with torch.inference_mode():
@@ -71,7 +77,7 @@ def seconds_per_frame(
 
 def seconds_per_iteration(size: str, device: torch.device, iterations: int) -> tuple[float, str]:
     """Median seconds of one training iteration with the shipped config's batch shape."""
-    config = TrainConfig.load(REPO / "derain" / "configs" / f"{size}.toml")
+    config = _config(size)
     data = config.data
     n, t, (h, w) = data.batch_size, data.frames, data.crop
     g = torch.Generator().manual_seed(0)
@@ -86,6 +92,11 @@ def seconds_per_iteration(size: str, device: torch.device, iterations: int) -> t
         **{k: rand(n, t, 3, 1, 1) for k in ("A", "M")},
         "flow": rand(n, t - 1, 2, h, w) * 4 - 2,
     }
+    if config.model.frame_context:
+        batch["O_context"] = rand(n, t, 3, CONTEXT_SIZE, CONTEXT_SIZE)
+    if config.model.row_position:
+        rows = row_positions(0, h, 2 * h).view(1, 1, 1, h, 1).expand(n, t, 1, h, 1)
+        batch["rows"] = rows.to(device)
     torch.manual_seed(0)
     model = build_model(config.model).to(device).train()
     optimizer, _ = make_optimizer(model, config)
@@ -121,7 +132,7 @@ def streaming_memory(frames: int) -> list[tuple[int, float, float]]:
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         torch.manual_seed(0)
-        model = build_model(size="small")
+        model = build_model(_config("small").model)
         weights = save_weights(folder / "w.safetensors", model.state_dict(), model.config.to_dict())
         rng = np.random.default_rng(0)
         for count in (frames, 10 * frames):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,7 +30,10 @@ from derain.checkpoint import (
     save_weights,
     set_rng_state,
 )
+from derain.config import TrainConfig
 from derain.model import ModelConfig, build_model
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -193,9 +197,11 @@ def test_weights_resolution(tmp_path, model):
 
 
 def test_bundled_weights_fit_the_network_and_run():
-    """The shipped model loads strictly into today's network and gives a finite clean clip."""
+    """The shipped model is the network of the committed recipe, loads strictly into it and
+    gives a finite clean clip."""
     model, metadata = load_model(resolve_weights(None))
-    assert model.config == ModelConfig() and metadata["format"]
+    recipe = TrainConfig.load(REPO / "derain" / "configs" / "bundled.toml")
+    assert model.config == recipe.model and metadata["format"]
     rain = torch.rand(1, 2, 3, 32, 48, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         clean = model(rain)["B"]

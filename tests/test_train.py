@@ -183,9 +183,10 @@ def test_config_errors_name_the_file_and_key(tmp_path, dataset):
 
 
 def test_shipped_configs_load_and_variants_apply():
-    for name in ("small", "paper"):
+    for name in ("small", "paper", "bundled"):
         config = TrainConfig.load(REPO / "derain" / "configs" / f"{name}.toml")
-        assert config.model.size == name
+        assert config.model.size == ("paper" if name == "paper" else "small")
+        assert config.model.row_position and config.model.frame_context
     v4 = TrainConfig.load(REPO / "derain" / "configs" / "small.toml", ["model.variant=v4"])
     assert v4.model.use_align is False and v4.model.use_lstm is True
 
