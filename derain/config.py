@@ -43,11 +43,11 @@ class DataConfig:
     hflip / vflip / reverse: random horizontal flip, vertical flip (off by default: rain falls
     down), temporal reversal. cache: keep the built datasets' clips in memory, 8-bit, after their
     first read (about 8 MB per 7-frame 448x256 clip and data worker; derain.data.DatasetClips).
-    online: render fresh rain every epoch over clean clips of
-    ``online_source`` (its folder ``online_root``, "" for builtin; ``online_clips`` builtin
-    synthetic clips; frames resized to ``online_size``) with ``online_presets``.
-    eval_dataset: a built dataset scored every ``run.eval_every`` iterations on its
-    ``eval_split`` (``eval_clips`` clips spread over its presets); empty = no evaluation.
+    online: render fresh rain every epoch over clean clips of ``online_source`` (its folder
+    ``online_root``, "" for builtin; ``online_clips`` builtin synthetic clips; frames resized to
+    ``online_size``) with ``online_presets``.
+    eval_dataset: a built dataset scored every ``run.eval_every`` iterations on its ``eval_split``
+    (``eval_clips`` clips spread over its presets); empty = no evaluation.
     """
 
     datasets: tuple[str, ...] = ()

@@ -350,7 +350,7 @@ class SourceClips(KeyedClips):
 
     def load(self, key: SampleKey) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         sequence = self.source.read(self.refs[key.index])
-        return {"B": sequence.frames.astype(np.float32) / np.float32(255)}, sequence.flow
+        return {"B": to_float(sequence.frames)}, sequence.flow
 
 
 class OnlineRainClips(SourceClips):

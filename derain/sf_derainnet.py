@@ -46,11 +46,16 @@ class SFDerainNet(nn.Module):
             channels[0], channels[-1], context_channels, direct=direct, prior=True
         )
 
+    def encode(self, rain: torch.Tensor, position: torch.Tensor) -> list[torch.Tensor]:
+        """rain (N,3,H,W) and its position channels (N,position_channels,H,W) -> the encoder's
+        features, finest scale first (the coarsest, last, is what A and k are pooled from)."""
+        return self.encoder(torch.cat([rain, position.to(rain.dtype)], dim=1))
+
     def forward(
         self, rain: torch.Tensor, position: torch.Tensor, context: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """rain (N,3,H,W), position (N,position_channels,H,W), context (N,context_channels) from
         derain.context.ContextNet -> raw variables."""
-        features = self.encoder(torch.cat([rain, position.to(rain.dtype)], dim=1))
+        features = self.encode(rain, position)
         coarsest = features[-1]
         return self.head(self.decoder(coarsest, features[:-1]), coarsest, context)

@@ -108,7 +108,7 @@ def crop_features(model, clips: list[DatasetClip], crop: int, seed: int):
             veil.append(1.0 - float(beta[y : y + crop, x : x + crop].mean()))
         crops = torch.stack(crops)
         where = model.position_map(crops, torch.stack(rows))
-        pooled = model.sf.encoder(torch.cat([crops, where], dim=1))[-1].mean(dim=(2, 3))
+        pooled = model.sf.encode(crops, where)[-1].mean(dim=(2, 3))
         context = model.context_vector(frame[None]).expand(len(crops), -1)
         features.append(torch.cat([pooled, context], dim=1))
         index += [i] * CROPS_PER_CLIP
