@@ -1,4 +1,5 @@
-"""``rainsynth test``: score deraining on a built dataset (Y PSNR/SSIM, temporal consistency).
+"""``rainsynth test``: score deraining on a built dataset or a plain paired folder made elsewhere
+(rainsynth.paired: rain and clean frames side by side): Y PSNR/SSIM, temporal consistency.
 
 Methods: "model" (the network, streamed frame by frame as ``rainsynth derain`` runs it),
 "rain" (the rain input itself: the floor any method must beat) and "median5" (the temporal
@@ -9,8 +10,9 @@ means over its frames (derain.metrics.psnr_y / ssim_y), temporal consistency is
 derain.metrics.temporal_consistency with the dataset's exact flow when stored, else flow
 estimated on the ground truth; "dry_error" and "dry_detail" (derain.metrics.rain_free_change)
 score the pixels that have no rain, where a method should change nothing (nan for clips that
-have none, e.g. under haze, which covers every pixel). The report holds every clip, the mean
-over clips per preset and the mean over all clips.
+have none, e.g. under haze, which covers every pixel, and for paired folders, whose rain layers
+are unknown). The report holds every clip, the mean over clips per preset (a paired folder's
+pairs stand for presets) and the mean over all clips, with the median PSNR beside each mean.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ from derain.metrics import (
     temporal_consistency,
 )
 from derain.train import pick_device
-from rainsynth.dataset import DatasetClip, read_dataset
 from rainsynth.errors import RainsynthError
+from rainsynth.paired import read_clips
 
 METHODS = ("model", "rain", "median5")
 METRICS = ("psnr", "ssim", "tc", "dry_error", "dry_detail")
@@ -83,11 +85,13 @@ def score_clip(
 
 
 def _means(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Mean of each metric over the clips that have it (nan where none has)."""
+    """Mean of each metric over the clips that have it (nan where none has), and the median
+    PSNR ("psnr_median")."""
     means: dict[str, float] = {"clips": len(rows)}
     for key in (k for k in METRICS if k in rows[0]):
         values = [r[key] for r in rows if not math.isnan(r[key])]
         means[key] = float(np.mean(values)) if values else float("nan")
+    means["psnr_median"] = float(np.median([r["psnr"] for r in rows]))
     return means
 
 
@@ -105,7 +109,8 @@ def score_dataset(
     consistency: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Score ``method`` on the clips of a built dataset; returns the report (see module doc).
+    """Score ``method`` on the clips of a built dataset or a paired folder (``split`` is for
+    built datasets); returns the report (see module doc).
 
     model: the VideoDerainer for method "model". presets: keep these (empty = all).
     save_frames: write the output frames as PNG under DIR/<split>/<preset>/<clip>/.
@@ -113,9 +118,7 @@ def score_dataset(
     """
     if method not in METHODS:
         raise RainsynthError(f"method must be one of {METHODS}, got {method!r}")
-    clips: list[DatasetClip] = [
-        c for c in read_dataset(data, split=split) if not presets or c.preset in presets
-    ]
+    clips = [c for c in read_clips(data, split=split) if not presets or c.preset in presets]
     if not clips:
         raise RainsynthError(f"{data} has no {split} clips of presets {list(presets)}")
     if max_clips and max_clips < len(clips):  # spread over presets and clips, deterministically
@@ -128,6 +131,11 @@ def score_dataset(
     rows = []
     for clip in tqdm(clips, disable=not progress, unit="clip"):
         rain, clean = clip.rain(), clip.clean()
+        if rain.shape != clean.shape:
+            raise RainsynthError(
+                f"clip {clip.name}: rain frames {rain.shape[1:3]} and clean frames "
+                f"{clean.shape[1:3]} differ in size"
+            )
         if method == "rain":
             output = rain
         elif method == "median5":
@@ -138,7 +146,9 @@ def score_dataset(
         if save_frames is not None:
             _save_frames(Path(save_frames) / clip.split / clip.preset / clip.name, output)
         flow = clip.flow() if consistency else None
-        scores = score_clip(output, clean, flow, consistency, rain_free_mask(clip.layers()))
+        layers = clip.layers()
+        dry = None if layers is None else rain_free_mask(layers)
+        scores = score_clip(output, clean, flow, consistency, dry)
         rows.append({"preset": clip.preset, "name": clip.name, "frames": clip.num_frames, **scores})
     per_preset = {
         p: _means([r for r in rows if r["preset"] == p])
@@ -206,6 +216,8 @@ Examples:
   rainsynth test --data data/rain --weights runs/small/model.safetensors --report scores.json
   rainsynth test --data data/rain --method rain --presets heavy # the rain input's scores
   rainsynth test --data data/rain --method median5 --report median5.csv
+  rainsynth test --data NTURain/test                            # X_Rain/ + X_GT/ folders
+  rainsynth test --data REDS_rain                               # BasicSR's LQ/ + GT/
 """
 
 
@@ -214,7 +226,8 @@ Examples:
     "--data",
     required=True,
     type=click.Path(exists=True, file_okay=False),
-    help="A dataset folder written by `rainsynth build`.",
+    help="A dataset folder written by `rainsynth build`, or a paired folder: X_Rain/ + X_GT/, "
+    "LQ/<clip>/ + GT/<clip>/ (BasicSR), <clip>/rain/ + <clip>/clean/.",
 )
 @click.option(
     "--weights",
@@ -222,7 +235,8 @@ Examples:
     type=click.Path(dir_okay=False),
     help="Network weights (.safetensors); default: the bundled model.",
 )
-@click.option("--split", default="test", show_default=True, help="Which split to score.")
+@click.option("--split", default="test", show_default=True,
+              help="Which split of a built dataset to score.")  # fmt: skip
 @click.option("--presets", default="", help="Comma-separated presets to score (default: all).")
 @click.option(
     "--method",
@@ -271,7 +285,8 @@ def test_command(
     max_clips: int | None,
     progress: bool,
 ) -> None:
-    """Score deraining on a built dataset: Y PSNR/SSIM (as MATLAB/BasicSR) and temporal
+    """Score deraining on a built dataset or a paired folder made elsewhere (rain and clean
+    frames side by side, no layers): Y PSNR/SSIM (as MATLAB/BasicSR) and temporal
     consistency (lower is better), per clip and mean, per preset and overall. Where a clip has
     pixels without rain (the streaks preset), also how much the method changed them (mean |dY|
     in 8-bit levels) and the share of their fine detail it kept (1 = all)."""
@@ -296,11 +311,12 @@ def test_command(
         result["weights"] = str(path)
     for preset, means in [*result["per_preset"].items(), ("all", result["mean"])]:
         click.echo(
-            f"{method:8s} {preset:8s} {means['clips']:4d} clips  PSNR {means['psnr']:6.2f} dB  "
+            f"{method:8s} {preset:8s} {means['clips']:4d} clips  PSNR {means['psnr']:6.2f} dB "
+            f"(median {means['psnr_median']:6.2f})  "
             f"SSIM {means['ssim']:.4f}  TC {means['tc']:.3f}"
             + (
                 f"  rain-free: change {means['dry_error']:.2f} levels, detail {means['dry_detail']:.3f}"
-                if not math.isnan(means["dry_error"])
+                if not math.isnan(means.get("dry_error", math.nan))
                 else ""
             )
         )

@@ -27,7 +27,7 @@ import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import click
@@ -55,6 +55,8 @@ class BuildOptions:
     fractions, None for every sequence (the source's own lists when it has them, else 0.9/0.1);
     presets: names or TOML paths; frames, stride, size (H, W), resize, count: source options;
     seed: drives the split and every rain draw; on_error: "fail" or "skip" unreadable sequences.
+    test_groups: groups (source videos, e.g. frame folders) that make the test side, every other
+    group the train side, as a source's own lists would; empty: the split decides.
     """
 
     source: str = "builtin"
@@ -68,6 +70,7 @@ class BuildOptions:
     seed: int = 0
     count: int | None = None
     on_error: str = "fail"
+    test_groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,8 @@ def command_line(options: BuildOptions) -> str:
     parts += [f"--resize {options.resize}", f"--seed {options.seed}"]
     if options.count is not None:
         parts.append(f"--count {options.count}")
+    if options.test_groups:
+        parts.append(f"--test-groups {shlex.quote(','.join(options.test_groups))}")
     parts.append(f"--on-error {options.on_error}")
     return " ".join(parts)
 
@@ -211,7 +216,7 @@ def make_plan(options: BuildOptions) -> tuple[Plan, BuildOptions]:
         options.count,
     )
     source = spec.open()
-    refs = source.sequences()
+    refs = _assign_test_groups(source.sequences(), options.test_groups)
     split = options.split or _default_split(refs)
     options = BuildOptions(**{**options.__dict__, "root": spec.root, "split": split})
     sides = split_sequences(refs, split, seed=options.seed)
@@ -223,6 +228,8 @@ def make_plan(options: BuildOptions) -> tuple[Plan, BuildOptions]:
         "seed": options.seed,
         "presets": [[p.name, p.description, p.ranges] for p in presets],
     }
+    if options.test_groups:
+        identity["test_groups"] = list(options.test_groups)
     build = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     jobs = []
     for side in SIDES:
@@ -247,6 +254,24 @@ def make_plan(options: BuildOptions) -> tuple[Plan, BuildOptions]:
         "encoding": dataset.ENCODING,
     }
     return Plan(spec, jobs, header), options
+
+
+def _assign_test_groups(refs: list[SequenceRef], groups: tuple[str, ...]) -> list[SequenceRef]:
+    """The refs with subset "test" for the named groups and "train" for the others (unchanged
+    when no groups are named). Raises RainsynthError on a group the source does not have, or
+    on a source that keeps its own train/test lists."""
+    if not groups:
+        return refs
+    if any(ref.subset for ref in refs):
+        raise RainsynthError("this source has its own train/test lists; give no test groups")
+    known = {ref.group for ref in refs}
+    unknown = [group for group in groups if group not in known]
+    if unknown:
+        raise RainsynthError(
+            f"test group(s) {unknown} are not in the source; its groups are: "
+            f"{', '.join(sorted(known))}"
+        )
+    return [replace(ref, subset="test" if ref.group in groups else "train") for ref in refs]
 
 
 def _default_split(refs: list[SequenceRef]) -> str:
@@ -566,7 +591,7 @@ def _remove_temp_files(out: Path) -> list[Path]:
 
 RECIPE_KEYS = (
     "source", "root", "split", "presets", "frames", "stride", "size", "resize", "seed", "count",
-    "on_error", "out", "workers", "scheduler", "quiet",
+    "on_error", "test_groups", "out", "workers", "scheduler", "quiet",
 )  # fmt: skip
 
 EXAMPLES = """\b
@@ -615,8 +640,9 @@ def _load_recipe(ctx: click.Context, param: click.Parameter, value: str | None) 
     for key in ("root", "out"):  # relative paths are relative to the recipe file
         if isinstance(recipe.get(key), str):
             recipe[key] = str(path.parent / recipe[key])
-    if isinstance(recipe.get("presets"), list):
-        recipe["presets"] = ",".join(map(str, recipe["presets"]))
+    for key in ("presets", "test_groups"):
+        if isinstance(recipe.get(key), list):
+            recipe[key] = ",".join(map(str, recipe[key]))
     if isinstance(recipe.get("size"), list):
         recipe["size"] = "x".join(map(str, recipe["size"]))
     ctx.default_map = {**(ctx.default_map or {}), **recipe}
@@ -632,8 +658,13 @@ def _parse_size(ctx: click.Context, param: click.Parameter, value) -> tuple[int,
     return int(match[1]), int(match[2])
 
 
+def _parse_names(value: str | None) -> tuple[str, ...]:
+    """Comma-separated names as a tuple: "a, b,c" -> ("a", "b", "c")."""
+    return tuple(part.strip() for part in str(value or "").split(",") if part.strip())
+
+
 def _parse_presets(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
-    presets = tuple(part.strip() for part in str(value).split(",") if part.strip())
+    presets = _parse_names(value)
     if not presets:
         raise click.BadParameter("give at least one preset, e.g. light,heavy", ctx, param)
     return presets
@@ -698,6 +729,10 @@ def _cores() -> int:
               help="Local worker processes [default: all cores].")  # fmt: skip
 @click.option("--scheduler", metavar="ADDRESS",
               help="Run on the Dask cluster at ADDRESS (tcp://host:8786) instead.")  # fmt: skip
+@click.option("--test-groups", callback=lambda ctx, param, value: _parse_names(value),
+              help="Comma-separated groups (frame folders, video files) that form the test side, "
+              "all others the train side; the split then counts within each side "
+              "[default: every clip of each].")  # fmt: skip
 @click.option("--on-error", type=click.Choice(ON_ERROR), default="fail", show_default=True,
               help="Unreadable source frames: fail (exit naming the file) or skip the sequence "
               "and record it in the manifest.")  # fmt: skip
@@ -717,6 +752,7 @@ def build_command(
     workers: int | None,
     scheduler: str | None,
     on_error: str,
+    test_groups: tuple[str, ...],
     quiet: bool,
 ) -> None:
     """Build a paired rain/clean video dataset.
@@ -729,8 +765,9 @@ def build_command(
     if out is None:
         raise click.UsageError("Missing option '--out' (the dataset folder).")
     options = BuildOptions(
-        source, root, split, presets, frames, stride, size, resize, seed, count, on_error
-    )
+        source, root, split, presets, frames, stride, size, resize, seed, count, on_error,
+        test_groups,
+    )  # fmt: skip
     echo = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
     try:
         build(

@@ -20,7 +20,7 @@ import tomllib
 from rainsynth.errors import ParamError
 from rainsynth.rng import CLIP_LEVEL, stream
 
-PRESETS = ("light", "heavy", "streaks")
+PRESETS = ("light", "heavy", "streaks", "dry")
 
 
 def _bounded(lo: float, hi: float, doc: str, *, integer: bool = False) -> Any:
@@ -198,7 +198,7 @@ class Preset:
 
 
 def load_preset(preset: str | Path) -> Preset:
-    """Load a built-in preset by name ("light", "heavy", "streaks") or a user's TOML file by path.
+    """Load a built-in preset by name ("light", "heavy", "streaks", "dry") or a user's TOML file by path.
 
     Raises ``ParamError`` naming the file, the key and the allowed range for anything malformed.
     """
@@ -256,7 +256,7 @@ def sample_params(
     clips are sampled in.
 
     Args:
-        preset: "light", "heavy", "streaks", a TOML file path, or a loaded ``Preset``.
+        preset: "light", "heavy", "streaks", "dry", a TOML file path, or a loaded ``Preset``.
         seed: the dataset or experiment seed (non-negative).
         shape: (T, H, W) of the clip to render.
         clip: index of the clip within the seed (non-negative).

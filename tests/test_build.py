@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -20,7 +21,7 @@ from click.testing import CliRunner
 import rainsynth
 from rainsynth import build as build_module
 from rainsynth import dataset
-from rainsynth.build import BuildOptions, build, build_command, clip_name, unique_names
+from rainsynth.build import BuildOptions, build, build_command, clip_name, make_plan, unique_names
 from rainsynth.dataset import read_dataset
 
 pytestmark = pytest.mark.slow
@@ -236,10 +237,22 @@ def test_unreadable_frame_fails_naming_the_file_or_is_skipped(frame_folders, tmp
     assert len(read_dataset(out)) == len(manifest["clips"])
 
 
+def test_test_groups_make_the_test_side(frame_folders):
+    options = BuildOptions(source="frames", root=str(frame_folders), frames=3, presets=("dry",))
+    plan, resolved = make_plan(replace(options, test_groups=("c", "a")))
+    sides = {job.ref.key: job.split for job in plan.jobs}
+    assert sides == {
+        f"{g}@{s}": "test" if g in "ac" else "train" for g in "abcd" for s in ("0000", "0003")
+    }
+    assert resolved.split == "4/4" and "--test-groups c,a" in plan.header["command"]
+    assert plan.header["build"] != make_plan(options)[0].header["build"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--presets", "light,drizzle"], "unknown preset 'drizzle'"),
+        (["--test-groups", "nowhere"], "test group(s) ['nowhere'] are not in the source"),
         (["--split", "9x1"], "split '9x1'"),
         (["--split", "500/100"], "there are"),
         (["--source", "vimeo90k"], "needs a root"),

@@ -49,6 +49,13 @@ def test_layers_recompose_the_rain_by_eqns_3_and_4(preset):
     np.testing.assert_allclose(clip.rain, expected, atol=2e-6)
 
 
+def test_dry_preset_renders_no_rain():
+    clean, clip = rendered("dry", seed=3)
+    np.testing.assert_array_equal(np.round(clip.rain * 255.0), clean)
+    assert not clip.layers["S"].any() and not clip.layers["U"].any()
+    assert not clip.layers["alpha"].any() and (clip.layers["beta"] == 1.0).all()
+
+
 def test_eq6_with_true_layers_recovers_the_clean_frame_outside_occlusion():
     clean, clip = rendered("heavy", seed=2)
     unclipped = recompose(clean, clip.layers)

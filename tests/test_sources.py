@@ -261,6 +261,18 @@ def test_frame_folders_natural_order_and_windows(tmp_path):
     assert single.read(single.sequences()[1]).frames.shape == (6, 10, 10, 3)
 
 
+def test_frame_folders_at_any_depth_are_named_by_their_path(tmp_path):
+    write_frames(tmp_path / "set10" / "b", 4)
+    write_frames(tmp_path / "set10" / "a", 4)
+    write_frames(tmp_path / "set2" / "c" / "d", 4)
+    (tmp_path / "set2" / "notes.txt").write_text("not a frame")
+    source = open_source("frames", root=str(tmp_path), frames=4)
+    refs = source.sequences()
+    assert [ref.group for ref in refs] == ["set2/c/d", "set10/a", "set10/b"]
+    assert [ref.key for ref in refs] == ["set2/c/d@0000", "set10/a@0000", "set10/b@0000"]
+    assert source.read(refs[1]).files[0] == str(tmp_path / "set10" / "a" / "frame1.png")
+
+
 def test_frame_folder_errors(tmp_path):
     write_frames(tmp_path / "seq", 4)
     (tmp_path / "seq" / "frame3.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")

@@ -1,6 +1,7 @@
 """Folders of image sequences (png, jpg, jpeg, bmp, tif), cut into windows.
 
-    ROOT/<sequence>/<frame images>    one sequence per subfolder (subfolders sorted naturally)
+    ROOT/<sequence>/<frame images>    one sequence per folder holding images, at any depth:
+    ROOT/<set>/<sequence>/<images>    its name is its path under ROOT ("davis2016/bear")
     ROOT/<frame images>               or a single sequence
 
 Frames are ordered by natural sort of their file names ("frame2" before "frame10").
@@ -29,7 +30,8 @@ class FrameFolderSource:
     """Windows of `frames` images, `stride` apart, from each sequence folder.
 
     Keys are "NAME@START" (START the 0-based first frame, 4 digits); the group is NAME, the
-    subfolder's name (the root folder's own name for a single sequence).
+    folder's path under the root with "/" between its parts (the root folder's own name for a
+    single sequence).
     """
 
     name = "frames"
@@ -96,22 +98,23 @@ class FrameFolderSource:
 
 
 def _sequence_folders(root: str) -> dict[str, str]:
-    """`name -> folder` of the image sequences under root (its subfolders, or root itself)."""
+    """`name -> folder` of the image sequences under root: every folder below it that holds
+    images (name: its path under root, parts joined by "/"), or root itself."""
     if not os.path.isdir(root):
         raise SourceError(
             f"frames root {root} is not a folder; expected a folder of image sequence folders "
             f"or a folder of images ({', '.join(IMAGE_EXTENSIONS)})"
         )
-    entries = sorted(os.listdir(root), key=natural_key)
-    subfolders = {
-        name: os.path.join(root, name)
-        for name in entries
-        if os.path.isdir(os.path.join(root, name)) and _has_images(os.path.join(root, name))
-    }
-    if subfolders:
-        return subfolders
+    folders = {}
+    for folder, subfolders, _ in os.walk(root):
+        subfolders.sort(key=natural_key)
+        if folder != root and _has_images(folder):
+            folders[os.path.relpath(folder, root).replace(os.sep, "/")] = folder
+    if folders:
+        return folders
     if _has_images(root):
         return {os.path.basename(root): root}
+    entries = sorted(os.listdir(root), key=natural_key)
     raise SourceError(
         f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {root} or its subfolders; "
         f"found: {', '.join(entries[:10]) or 'an empty folder'}"
