@@ -1,6 +1,7 @@
 """Training losses (Sec. 4): L_Rect, L_Var, L_Opt-Fine, L_Opt-Reg, and flow-net losses.
 
     L = rect * L_Rect + var * L_Var + opt_fine * L_Opt-Fine + opt_reg * L_Opt-Reg + flow_sup * L_Flow
+        + streak_free * L_Streak-Free
 
 Every distance is the Charbonnier penalty rho(x) = sqrt(x^2 + eps^2) - eps (eps = 1e-3), averaged:
 robust like L1 (the choice of BasicSR's video restorers such as EDVR and BasicVSR, over the
@@ -18,6 +19,10 @@ penalty on the end-point distance |F - F_gt|.
   weights detached, the ground-truth side without gradients): the loss shapes the outputs, never the
   flow net, which could otherwise satisfy it by predicting nothing.
 - L_Flow (flow_sup): MF-AlignNet's flow against the exact ground-truth flow, when the batch has it.
+- L_Streak-Free (streak_free, not in the paper): the streak layer S of both stages on the pixels
+  whose ground truth has no streak, averaged over those pixels only. L_Var already pulls S to 0
+  there, but diluted over every pixel; this term keeps the streak layer from taking bright texture
+  (leaves, highlights) for rain, which Eq. 6 would then subtract from the clean frame.
 
 Batch keys (torch, (N,T,C,H,W)): "B" clean, "O" rain, "S", "U", "beta" (1 channel), "A" (N,T,3,1,1),
 optional "flow" (N,T-1,2,H,W) backward flow with "flow_valid" (N,) bool (which samples have it).
@@ -50,6 +55,7 @@ class LossConfig(DictConfig):
     opt_fine: float = 0.1
     opt_reg: float = 0.01
     flow_sup: float = 0.0
+    streak_free: float = 0.0
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -134,6 +140,19 @@ def variable_loss(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tenso
     return sum(
         _distance(outputs[f"{k}_{s}"], targets[k]) for s in _stages(outputs) for k in LAYER_NAMES
     )
+
+
+NO_STREAK = 0.5 / 255
+"""A ground-truth streak value below half an 8-bit level counts as no streak."""
+
+
+def streak_free_loss(outputs: dict[str, torch.Tensor], streaks: torch.Tensor) -> torch.Tensor:
+    """L_Streak-Free: Charbonnier of S^S and S^M where the ground truth S (N,T,1,H,W) is below
+    NO_STREAK, averaged over those pixels (0 when there are none)."""
+    free = (streaks.float() < NO_STREAK).float()
+    count = free.sum().clamp(min=1.0)
+    return sum((charbonnier(outputs[f"S_{s}"].float()) * free).sum() / count
+               for s in _stages(outputs))  # fmt: skip
 
 
 def spatiotemporal_gradients(clip: torch.Tensor) -> list[torch.Tensor]:
@@ -249,6 +268,8 @@ def derain_loss(
         terms["rect"] = rect_loss(outputs, clean)
     if config.var:
         terms["var"] = variable_loss(outputs, batch)
+    if config.streak_free:
+        terms["streak_free"] = streak_free_loss(outputs, batch["S"])
     if config.opt_fine:
         terms["opt_fine"] = opt_fine_loss(outputs["B"], clean)
     if config.opt_reg:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from derain.losses import (
     spatiotemporal_gradients,
 )
 
-TERMS = ("rect", "var", "opt_fine", "opt_reg", "flow_sup")
+TERMS = ("rect", "var", "opt_fine", "opt_reg", "flow_sup", "streak_free")
 
 
 def make_batch(
@@ -96,12 +97,24 @@ def test_each_term_zero_at_ground_truth_and_positive_off_it(term, stages, model)
 def test_full_loss_logs_each_weighted_term(model):
     batch = make_batch()
     out = model(batch["O"])
-    config = LossConfig(flow_sup=0.5)
+    config = LossConfig(flow_sup=0.5, streak_free=1.0)
     total, log = derain_loss(out, batch, config, model)
     assert set(log) == set(TERMS) | {"total"}
     assert total.item() == pytest.approx(sum(getattr(config, k) * log[k] for k in TERMS), rel=1e-5)
     _, log = derain_loss(out, {k: v for k, v in batch.items() if k != "flow"}, config, model)
     assert "flow_sup" not in log  # no ground-truth flow in the batch: skipped
+
+
+def test_streak_free_sees_only_the_pixels_without_streaks(model):
+    batch = make_batch()
+    out = perfect_outputs(batch)
+    streaky = batch["S"] > 0
+    out["S_M"] = (out["S_M"] + 0.5 * streaky).detach()  # wrong where there are streaks: unseen
+    _, log = derain_loss(out, batch, only("streak_free"), model)
+    assert log["streak_free"] == 0.0
+    out["S_S"] = (out["S_S"] + 0.5 * ~streaky).detach()  # taken texture: all of it counts
+    _, log = derain_loss(out, batch, only("streak_free"), model)
+    assert log["streak_free"] == pytest.approx(math.sqrt(0.25 + 1e-6) - 1e-3, rel=1e-5)
 
 
 def test_flow_sup_averages_over_the_samples_that_have_flow_only(model):
