@@ -44,6 +44,7 @@ from tqdm import tqdm
 from derain.checkpoint import (
     FLOW_FORMAT,
     CheckpointError,
+    list_checkpoints,
     load_state_dict,
     model_config_of,
     read_weights,
@@ -291,7 +292,8 @@ def _write_eval(out: Path, iteration: int, scores: dict[str, float]) -> None:
 
 def check_run_folder(out: Path, resume: bool) -> None:
     """ConfigError unless a run may write into ``out``: a new or empty folder, or with
-    ``resume`` a folder holding only what a run writes (RUN_FILES, config changes)."""
+    ``resume`` a folder holding only what a run writes (RUN_FILES, config changes) and a
+    complete checkpoint to continue from."""
     check_output(out, what="--out")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder for the run")
@@ -308,9 +310,11 @@ def check_run_folder(out: Path, resume: bool) -> None:
         )
     if entries and not resume:
         raise ConfigError(
-            f"--out {out} already holds a run ({', '.join(entries[:5])}): pass --resume to "
-            "continue it, or give a new or empty folder"
+            f"--out {out} already holds {', '.join(entries[:5])}: pass --resume to continue "
+            "the run there, or give a new or empty folder"
         )
+    if resume and not list_checkpoints(out / "checkpoints"):
+        raise ConfigError(f"--resume: {out} holds no complete checkpoint to continue from")
 
 
 def record_config(out: Path, text: str, start: int) -> None:

@@ -420,7 +420,7 @@ def build(
     Raises RainsynthError on bad options or an unreadable source file (with on_error "fail"),
     OSError when writing fails (a full disk); finished clips stay and a rerun resumes.
     """
-    out = Path(out)
+    out = check_output(out, what="--out")
     if scheduler is not None:
         _check_scheduler(scheduler)
     with _forget_sources():
@@ -574,7 +574,6 @@ def _check_out(out: Path) -> None:
     """RainsynthError unless `out` is missing, empty, or holds only what a build writes there."""
     from rainsynth.card import CARD_FILES
 
-    check_output(out, what="--out")
     if out.exists() and not out.is_dir():
         raise RainsynthError(f"--out {out} is a file; give a folder for the dataset")
     ours = {MANIFEST, LOCK, *CARD_FILES, *SIDES}
@@ -687,10 +686,13 @@ def source_root(source: str, root: str | None) -> str | None:
     found = env or default
     if found is not None and os.path.exists(found):
         return found
-    tried = ["--root (not given)", f"${ROOT_ENV}={env} (not found)" if env else f"${ROOT_ENV} (not set)"]
+    tried = [
+        "--root (not given)",
+        f"${ROOT_ENV}={env} (not found)" if env else f"${ROOT_ENV} (not set)",
+    ]
     tried += [f"./{default} (not found)"] if default and not env else []
     raise SourceError(
-        f"the {source} source needs its folder; tried {', '.join(tried)}: pass --root PATH"
+        f"the {source} source needs a root (its folder); tried {', '.join(tried)}: pass --root PATH"
     )
 
 
@@ -742,7 +744,7 @@ def _cores() -> int:
               help="Seed of the split and of every rain draw.")  # fmt: skip
 @click.option("--count", type=click.IntRange(min=0),
               help="builtin only: number of synthetic camera-motion clips [default: 48].")  # fmt: skip
-@click.option("--out", "-o", type=click.Path(file_okay=False),
+@click.option("-o", "--out", type=click.Path(file_okay=False),
               help="Dataset folder to create or resume [default: out/<source>].")  # fmt: skip
 @click.option("--workers", "-j", type=click.IntRange(min=1),
               help="Local worker processes [default: all cores].")  # fmt: skip
