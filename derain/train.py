@@ -98,7 +98,9 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     backend = getattr(torch, device.type, None)
     found = backend.device_count() if hasattr(backend, "device_count") else 0
     if not (found and backend.is_available() and (device.index or 0) < found):
-        raise ConfigError(f"device {name!r} was asked for, but torch sees {found} {device.type} device(s)")
+        raise ConfigError(
+            f"device {name!r} was asked for, but torch sees {found} {device.type} device(s)"
+        )
     return device
 
 

@@ -237,7 +237,9 @@ def read_clip_info(folder: Path) -> dict:
         and len(shape) == 3
         and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)
     ):
-        raise RainsynthError(f"{path}: shape {shape!r} is not [frames, height, width] (integers >= 1)")
+        raise RainsynthError(
+            f"{path}: shape {shape!r} is not [frames, height, width] (integers >= 1)"
+        )
     return info
 
 

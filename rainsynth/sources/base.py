@@ -140,7 +140,9 @@ def check_options(options: Options) -> Options:
     if options.count is not None and (
         not isinstance(options.count, int) or not 0 <= options.count <= MAX_COUNT
     ):
-        raise SourceError(f"count must be an integer from 0 to {MAX_COUNT} or None, got {options.count!r}")
+        raise SourceError(
+            f"count must be an integer from 0 to {MAX_COUNT} or None, got {options.count!r}"
+        )
     return options
 
 
