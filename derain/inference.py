@@ -250,8 +250,10 @@ def derain_folder(
     frames must have one size (SourceError naming the first that differs).
     """
     files = list_frames(source)
-    if target.exists() and any(target.iterdir()):
-        raise SourceError(f"output folder {target} exists and is not empty; choose a new one")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise SourceError(
+            f"output folder {target} exists and is not an empty folder; choose a new one"
+        )
     temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         first = None
@@ -351,7 +353,7 @@ def derain_command(
             raise click.BadParameter(
                 f"INPUT is a folder of frames, so OUTPUT must be a folder, got {output}"
             )
-    elif output.suffix.lower() not in VIDEO_EXTENSIONS:
+    elif output.suffix.lower() not in VIDEO_EXTENSIONS or output.is_dir():
         raise click.BadParameter(
             f"INPUT is a video, so OUTPUT must be a video file ({', '.join(VIDEO_EXTENSIONS)}), got {output}"
         )
