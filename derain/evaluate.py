@@ -313,12 +313,9 @@ def test_command(
     )
     if model is not None:
         result["weights"] = str(path)
-    if quiet:
-        if report:
-            write_report(result, report)
-        return
+    echo = (lambda line: None) if quiet else click.echo
     for preset, means in [*result["per_preset"].items(), ("all", result["mean"])]:
-        click.echo(
+        echo(
             f"{method:8s} {preset:8s} {means['clips']:4d} clips  PSNR {means['psnr']:6.2f} dB  "
             f"SSIM {means['ssim']:.4f}  TC {means['tc']:.3f}"
             + (
@@ -328,4 +325,4 @@ def test_command(
             )
         )
     if report:
-        click.echo(f"wrote {write_report(result, report)}")
+        echo(f"wrote {write_report(result, report)}")

@@ -63,7 +63,7 @@ from rainsynth.outputs import check_output
 RUN_FILES = ("config.toml", "log.csv", "eval.csv", "tb", "checkpoints", "model.safetensors",
              "flow.safetensors")  # fmt: skip
 """What rainsynth train and pretrain-flow write into a run folder (besides config changes)."""
-_CONFIG_CHANGE = re.compile(r"config\.(\d{8})\.toml")
+_CONFIG_CHANGE = re.compile(r"config\.\d{8}\.toml")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -611,9 +611,9 @@ Examples:
   rainsynth build --out out/data
       built-in offline source (camera motion over bundled photos, with exact
       flow, and short bundled videos), light and heavy rain, split 0.9/0.1
-  rainsynth build --source vimeo90k --root vimeo_septuplet --split 900/100 \\
-      --presets light,heavy --out out/rainsynall100
-      a RainSynAll100-style dataset: test clips come from sep_testlist.txt
+  rainsynth build --source vimeo90k --split 900/100
+      a RainSynAll100-style dataset from ./vimeo_septuplet (or --root PATH, or
+      $RAINSYNTH_ROOT) into out/vimeo90k; test clips come from sep_testlist.txt
   rainsynth build --recipe datasets/rainsynall100.toml --root vimeo_septuplet \\
       --out out/rainsynall100
       the same from a recipe; command-line options override recipe values
