@@ -256,14 +256,14 @@ def derain_folder(
         )
     temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        first = None
+        size = None
         for path in tqdm(files, disable=not progress, unit="frame"):
             image = read_image(str(path))
-            first = first or (path, image.shape[:2])
-            if image.shape[:2] != first[1]:
+            size = size or image.shape[:2]
+            if image.shape[:2] != size:
                 raise SourceError(
-                    f"frame {path} is {image.shape[1]}x{image.shape[0]}, but {first[0].name} is "
-                    f"{first[1][1]}x{first[1][0]}: the frames of a folder must have one size"
+                    f"frame {path} is {image.shape[1]}x{image.shape[0]}, but {files[0].name} is "
+                    f"{size[1]}x{size[0]}: the frames of a folder must have one size"
                 )
             clean = to_uint8(derainer(image))
             if not cv2.imwrite(
