@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -95,6 +96,7 @@ def test_derain_refuses_to_write_over_its_input(tmp_path, weights, monkeypatch):
 
 
 def test_train_writes_only_into_a_new_empty_or_own_run_folder(tmp_path, dataset):
+    dataset = shutil.copytree(dataset, tmp_path / "data")  # under tmp_path: its bytes are checked
     config = write_toml(tmp_path / "c.toml", tiny_config(dataset, tmp_path / "unused"))
     mine = tmp_path / "mine"
     mine.mkdir()
