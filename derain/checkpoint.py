@@ -22,6 +22,7 @@ A run folder holds ``checkpoints/iter_NNNNNNNN.safetensors`` + ``iter_NNNNNNNN.s
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -189,20 +190,22 @@ def load_state_dict(
 ) -> None:
     """Strictly load ``tensors`` into ``module``; CheckpointError names missing/unexpected keys,
     shape mismatches (first few of each, with counts) and tensors holding NaN or inf."""
-    check_tensors(module, tensors, path)
+    own = {key: tuple(value.shape) for key, value in module.state_dict().items()}
+    check_tensors(own, tensors, path)
     module.load_state_dict(dict(tensors), strict=True)
 
 
-def check_tensors(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], path: Any) -> None:
-    """CheckpointError unless ``tensors`` are finite and fit ``module`` exactly (names and
-    shapes; ``module`` may live on the "meta" device)."""
-    own = module.state_dict()
+def check_tensors(
+    own: Mapping[str, tuple[int, ...]], tensors: Mapping[str, torch.Tensor], path: Any
+) -> None:
+    """CheckpointError unless ``tensors`` are finite and have exactly the names and shapes of
+    ``own`` (the network's state dict: name -> shape)."""
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
     shapes = [
-        f"{k}: file {tuple(tensors[k].shape)} vs network {tuple(own[k].shape)}"
+        f"{k}: file {tuple(tensors[k].shape)} vs network {own[k]}"
         for k in sorted(set(own) & set(tensors))
-        if tensors[k].shape != own[k].shape
+        if tuple(tensors[k].shape) != own[k]
     ]
     problems = [
         f"{what} ({len(items)}): {', '.join(items[:5])}{', ...' if len(items) > 5 else ''}"
@@ -213,14 +216,25 @@ def check_tensors(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], 
         raise CheckpointError(
             f"weights file {path} does not match the network: " + "; ".join(problems)
         )
-    nonfinite = [
-        k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()
-    ]
-    if nonfinite:
+    floats = {k: v for k, v in tensors.items() if v.is_floating_point()}
+    sums = [v.sum(dtype=torch.float64) for v in floats.values()]  # NaN and inf survive a sum
+    if sums and not torch.isfinite(torch.stack(sums)).all():
+        nonfinite = [k for k, v in floats.items() if not torch.isfinite(v).all()]
         raise CheckpointError(
             f"weights file {path} holds NaN or inf in {len(nonfinite)} tensor(s): "
             f"{', '.join(nonfinite[:5])}; it cannot give a usable output"
         )
+
+
+@functools.lru_cache(maxsize=8)
+def network_shapes(model_config: str) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of the state dict of the network a ModelConfig JSON describes, read from
+    the network built on the "meta" device, which allocates nothing."""
+    from derain.model import ModelConfig, build_model
+
+    with torch.device("meta"):
+        network = build_model(ModelConfig.from_dict(json.loads(model_config)))
+    return {key: tuple(value.shape) for key, value in network.state_dict().items()}
 
 
 def load_model(
@@ -236,8 +250,7 @@ def load_model(
     config = model_config_of(metadata, path)
     if expected_config is not None:
         check_config(config.to_dict(), expected_config.to_dict(), path)
-    with torch.device("meta"):  # the network's shapes, without allocating it
-        check_tensors(build_model(config), tensors, path)
+    check_tensors(network_shapes(json.dumps(config.to_dict(), sort_keys=True)), tensors, path)
     model = build_model(config)
     model.load_state_dict(tensors, strict=True)
     return model.to(device).eval(), metadata
