@@ -9,8 +9,12 @@
   ``torch.load(weights_only=True)`` — never an arbitrary pickle.
 - Every write goes to a temporary file in the same folder, is flushed to disk, then renamed, so
   a reader (or a resumed run) never sees half a file.
-- A malformed file, a missing or unexpected tensor, a shape mismatch or a model config other than
-  the expected one raises CheckpointError naming the file and what does not match.
+- A malformed file, a missing or unexpected tensor, a shape mismatch, a non-finite weight or a
+  model config other than the expected one raises CheckpointError naming the file and what does
+  not match. A file is checked against limits before anything is allocated for it: at most
+  MAX_TENSORS tensors whose sizes add up to no more than the file's, a model config within
+  ModelConfig's limits, and tensors that fit the network it describes (compared on the "meta"
+  device, which allocates nothing).
 
 A run folder holds ``checkpoints/iter_NNNNNNNN.safetensors`` + ``iter_NNNNNNNN.state.pt`` pairs;
 :func:`latest_checkpoint` finds the newest complete pair.
@@ -18,7 +22,9 @@ A run folder holds ``checkpoints/iter_NNNNNNNN.safetensors`` + ``iter_NNNNNNNN.s
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import os
 import random
 import re
@@ -34,16 +40,19 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import rainsynth
-from rainsynth.errors import RainsynthError
+from rainsynth.errors import RainsynthError, RunError
+from rainsynth.outputs import follow_umask
 
 MODEL_FORMAT = "rainsynth-derain"
 FLOW_FORMAT = "rainsynth-flownet"
 BUNDLED_WEIGHTS = "weights/model.safetensors"
 _CHECKPOINT = re.compile(r"iter_(\d{8})\.safetensors$")
+MAX_TENSORS = 10_000
+"""Most tensors a weights file may hold (the paper-size network has about 700)."""
 
 
-class CheckpointError(RainsynthError):
-    """A weights or state file is missing, malformed, or does not match the network."""
+class CheckpointError(RunError):
+    """A weights or state file is malformed or does not match the network."""
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
@@ -56,18 +65,12 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
         write(temp)
         with open(temp, "rb+") as handle:
             os.fsync(handle.fileno())
-        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        follow_umask(temp)
         os.replace(temp, path)
     finally:
         if os.path.exists(temp):
             os.unlink(temp)
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def save_weights(
@@ -97,16 +100,21 @@ def read_weights(
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read a safetensors file written by :func:`save_weights`: (tensors on CPU, metadata).
 
-    Raises CheckpointError when the file is missing, not safetensors, or lacks the metadata
-    of ``kind`` (e.g. a flow-network file given where a whole network is expected).
+    Raises RainsynthError when the file is missing, CheckpointError when it is not safetensors,
+    lacks the metadata of ``kind`` (e.g. a flow-network file given where a whole network is
+    expected), or its header asks for more than MAX_TENSORS tensors or more bytes than the file
+    holds (checked before any tensor is read).
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"weights file {path} does not exist")
+        raise RainsynthError(f"weights file {path} does not exist")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = dict(handle.metadata() or {})
+            _check_header(handle, path)
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except CheckpointError:
+        raise
     except Exception as exc:  # safetensors raises its own error type for every malformation
         raise CheckpointError(
             f"weights file {path} is not a valid safetensors file: {exc}"
@@ -125,6 +133,30 @@ def read_weights(
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"weights file {path}: model_config is not JSON ({exc})") from None
     return tensors, metadata
+
+
+def _check_header(handle: Any, path: Path) -> None:
+    """CheckpointError when a safetensors header lists more than MAX_TENSORS tensors or more
+    bytes than the file holds."""
+    keys = list(handle.keys())
+    if len(keys) > MAX_TENSORS:
+        raise CheckpointError(
+            f"weights file {path} lists {len(keys)} tensors; at most {MAX_TENSORS} are allowed"
+        )
+    total = 0
+    for key in keys:
+        tensor = handle.get_slice(key)
+        itemsize = _ITEMSIZE.get(tensor.get_dtype(), 8)
+        total += math.prod(tensor.get_shape()) * itemsize
+    size = path.stat().st_size
+    if total > size:
+        raise CheckpointError(
+            f"weights file {path} lists {total} bytes of tensors but holds only {size} bytes"
+        )
+
+
+_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2,
+             "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}  # fmt: skip
 
 
 def model_config_of(metadata: Mapping[str, str], path: str | Path) -> Any:
@@ -156,15 +188,24 @@ def check_config(stored: Mapping[str, Any], expected: Mapping[str, Any], path: s
 def load_state_dict(
     module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], path: Any
 ) -> None:
-    """Strictly load ``tensors`` into ``module``; CheckpointError names missing/unexpected keys
-    and shape mismatches (first few of each, with counts)."""
-    own = module.state_dict()
+    """Strictly load ``tensors`` into ``module``; CheckpointError names missing/unexpected keys,
+    shape mismatches (first few of each, with counts) and tensors holding NaN or inf."""
+    own = {key: tuple(value.shape) for key, value in module.state_dict().items()}
+    check_tensors(own, tensors, path)
+    module.load_state_dict(dict(tensors), strict=True)
+
+
+def check_tensors(
+    own: Mapping[str, tuple[int, ...]], tensors: Mapping[str, torch.Tensor], path: Any
+) -> None:
+    """CheckpointError unless ``tensors`` are finite and have exactly the names and shapes of
+    ``own`` (the network's state dict: name -> shape)."""
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
     shapes = [
-        f"{k}: file {tuple(tensors[k].shape)} vs network {tuple(own[k].shape)}"
+        f"{k}: file {tuple(tensors[k].shape)} vs network {own[k]}"
         for k in sorted(set(own) & set(tensors))
-        if tensors[k].shape != own[k].shape
+        if tuple(tensors[k].shape) != own[k]
     ]
     problems = [
         f"{what} ({len(items)}): {', '.join(items[:5])}{', ...' if len(items) > 5 else ''}"
@@ -175,7 +216,25 @@ def load_state_dict(
         raise CheckpointError(
             f"weights file {path} does not match the network: " + "; ".join(problems)
         )
-    module.load_state_dict(dict(tensors), strict=True)
+    floats = {k: v for k, v in tensors.items() if v.is_floating_point()}
+    sums = [v.sum(dtype=torch.float64) for v in floats.values()]  # NaN and inf survive a sum
+    if sums and not torch.isfinite(torch.stack(sums)).all():
+        nonfinite = [k for k, v in floats.items() if not torch.isfinite(v).all()]
+        raise CheckpointError(
+            f"weights file {path} holds NaN or inf in {len(nonfinite)} tensor(s): "
+            f"{', '.join(nonfinite[:5])}; it cannot give a usable output"
+        )
+
+
+@functools.lru_cache(maxsize=8)
+def network_shapes(model_config: str) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of the state dict of the network a ModelConfig JSON describes, read from
+    the network built on the "meta" device, which allocates nothing."""
+    from derain.model import ModelConfig, build_model
+
+    with torch.device("meta"):
+        network = build_model(ModelConfig.from_dict(json.loads(model_config)))
+    return {key: tuple(value.shape) for key, value in network.state_dict().items()}
 
 
 def load_model(
@@ -191,8 +250,9 @@ def load_model(
     config = model_config_of(metadata, path)
     if expected_config is not None:
         check_config(config.to_dict(), expected_config.to_dict(), path)
+    check_tensors(network_shapes(json.dumps(config.to_dict(), sort_keys=True)), tensors, path)
     model = build_model(config)
-    load_state_dict(model, tensors, path)
+    model.load_state_dict(tensors, strict=True)
     return model.to(device).eval(), metadata
 
 
@@ -201,7 +261,7 @@ def resolve_weights(weights: str | Path | None) -> Path:
     if weights is not None:
         path = Path(weights)
         if not path.is_file():
-            raise CheckpointError(f"weights file {path} does not exist")
+            raise RainsynthError(f"weights file {path} does not exist")
         return path
     bundled = resources.files("derain").joinpath(BUNDLED_WEIGHTS)
     if not bundled.is_file():

@@ -27,11 +27,24 @@ import tomllib
 from rainsynth.errors import RainsynthError
 
 SCHEDULES = ("cosine", "step", "constant")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICE_HELP = "'auto' (CUDA when present, else CPU) or a torch device: cpu, cuda, cuda:1, mps"
 
 
 class ConfigError(RainsynthError):
     """A training config file or override is malformed, has an unknown key or a bad value."""
+
+
+def is_device(name: object) -> bool:
+    """Whether ``name`` is "auto" or a device string torch parses ("cpu", "cuda:1", "mps")."""
+    import torch
+
+    if name == "auto":
+        return True
+    try:
+        torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -152,7 +165,8 @@ class RunConfig:
 
     out: run folder (checkpoints, log.csv, config.toml, model.safetensors). checkpoint_every /
     log_every / eval_every: in iterations (eval_every = 0: no evaluation); keep_checkpoints: how
-    many recent checkpoints stay on disk. device: "auto" (CUDA when present) | "cpu" | "cuda";
+    many recent checkpoints stay on disk. device: "auto" (CUDA when present) or a torch device
+    ("cpu", "cuda", "cuda:1", "mps");
     amp: bf16 autocast on CUDA (no effect on CPU). flow_init: weights written by
     ``rainsynth pretrain-flow`` to initialise MF-AlignNet's flow network ("" = from scratch).
     """
@@ -174,7 +188,7 @@ class RunConfig:
         _check(self.keep_checkpoints >= 1, "keep_checkpoints", ">= 1", self.keep_checkpoints)
         _check(self.log_every >= 1, "log_every", "an integer >= 1", self.log_every)
         _check(self.eval_every >= 0, "eval_every", "an integer >= 0", self.eval_every)
-        _check(self.device in DEVICES, "device", f"one of {DEVICES}", self.device)
+        _check(is_device(self.device), "device", DEVICE_HELP, self.device)
 
 
 _SECTIONS = {"data": DataConfig, "optim": OptimConfig, "run": RunConfig}

@@ -30,8 +30,7 @@ import torch
 from tqdm import tqdm
 
 from derain.checkpoint import atomic_write, load_model, resolve_weights
-from derain.config import DEVICES
-from derain.inference import FrameDerainer, to_uint8
+from derain.inference import MAX_TILE, OVERLAP, FrameDerainer, check_tiling, to_uint8
 from derain.metrics import (
     psnr_y,
     rain_free_change,
@@ -39,8 +38,10 @@ from derain.metrics import (
     ssim_y,
     temporal_consistency,
 )
-from derain.train import pick_device
+from derain.train import device_option, pick_device
+from rainsynth.cli import Command
 from rainsynth.errors import RainsynthError
+from rainsynth.outputs import check_output
 from rainsynth.paired import read_clips
 
 METHODS = ("model", "rain", "median5")
@@ -118,6 +119,8 @@ def score_dataset(
     """
     if method not in METHODS:
         raise RainsynthError(f"method must be one of {METHODS}, got {method!r}")
+    if max_clips is not None and max_clips < 1:
+        raise RainsynthError(f"max_clips must be >= 1, got {max_clips}")
     clips = [c for c in read_clips(data, split=split) if not presets or c.preset in presets]
     if not clips:
         raise RainsynthError(f"{data} has no {split} clips of presets {list(presets)}")
@@ -174,12 +177,10 @@ def _save_frames(folder: Path, frames: np.ndarray) -> None:
 
 def write_report(report: dict[str, Any], path: str | Path) -> Path:
     """Write the report as JSON (.json) or CSV (.csv: one row per clip, then the means)."""
-    path = Path(path)
+    path = check_report_path(path)
     if path.suffix.lower() == ".json":
         text = json.dumps(_finite(report), indent=2) + "\n"
         return atomic_write(path, lambda temp: Path(temp).write_text(text, encoding="utf-8"))
-    if path.suffix.lower() != ".csv":
-        raise RainsynthError(f"report {path} must end in .json or .csv")
     fields = ["preset", "name", "frames", *(k for k in METRICS if k in report["mean"])]
     rows = [{k: r[k] for k in fields} for r in report["clips"]]
     for preset, means in report["per_preset"].items():
@@ -193,6 +194,14 @@ def write_report(report: dict[str, Any], path: str | Path) -> Path:
             writer.writerows(rows)
 
     return atomic_write(path, write)
+
+
+def check_report_path(path: str | Path) -> Path:
+    """``path`` as a Path; RainsynthError unless it ends in .json or .csv."""
+    path = Path(path)
+    if path.suffix.lower() not in (".json", ".csv"):
+        raise RainsynthError(f"report {path} must end in .json or .csv")
+    return path
 
 
 def _pick(means: dict[str, float], fields: list[str]) -> dict[str, float]:
@@ -221,7 +230,7 @@ Examples:
 """
 
 
-@click.command("test", epilog=_EPILOG)
+@click.command("test", cls=Command, epilog=_EPILOG)
 @click.option(
     "--data",
     required=True,
@@ -245,13 +254,13 @@ Examples:
     show_default=True,
     help="model: the network; rain: the rain input; median5: 5-frame temporal median.",
 )
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@device_option("auto", "")
 @click.option(
     "--tile",
-    type=int,
+    type=click.IntRange(0, MAX_TILE),
     default=1024,
     show_default=True,
-    help="Tile frames larger than this (px per side); 0 = never.",
+    help=f"Tile frames larger than this (px per side, at most {MAX_TILE}); 0 = never.",
 )
 @click.option(
     "--save-frames",
@@ -260,18 +269,22 @@ Examples:
     help="Write the output frames as PNG under this folder.",
 )
 @click.option(
+    "-o",
+    "--out",
     "--report",
+    "report",
     default=None,
     type=click.Path(dir_okay=False),
     help="Write the scores to this .json or .csv file.",
 )
 @click.option(
     "--max-clips",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="Score only N clips, spread evenly over the presets.",
 )
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or score lines.")
 def test_command(
     data: str,
     weights: str | None,
@@ -284,12 +297,18 @@ def test_command(
     report: str | None,
     max_clips: int | None,
     progress: bool,
+    quiet: bool,
 ) -> None:
     """Score deraining on a built dataset or a paired folder made elsewhere (rain and clean
     frames side by side, no layers): Y PSNR/SSIM (as MATLAB/BasicSR) and temporal
     consistency (lower is better), per clip and mean, per preset and overall. Where a clip has
     pixels without rain (the streaks preset), also how much the method changed them (mean |dY|
     in 8-bit levels) and the share of their fine detail it kept (1 = all)."""
+    check_tiling(tile, OVERLAP)
+    for path in (p for p in (report, save_frames) if p is not None):
+        check_output(path, data)
+    if report:
+        check_report_path(report)
     torch_device = pick_device(device)
     model = None
     if method == "model":
@@ -305,12 +324,13 @@ def test_command(
         tile=tile,
         save_frames=save_frames,
         max_clips=max_clips,
-        progress=progress,
+        progress=progress and not quiet,
     )
     if model is not None:
         result["weights"] = str(path)
+    echo = (lambda line: None) if quiet else click.echo
     for preset, means in [*result["per_preset"].items(), ("all", result["mean"])]:
-        click.echo(
+        echo(
             f"{method:8s} {preset:8s} {means['clips']:4d} clips  PSNR {means['psnr']:6.2f} dB "
             f"(median {means['psnr_median']:6.2f})  "
             f"SSIM {means['ssim']:.4f}  TC {means['tc']:.3f}"
@@ -321,4 +341,4 @@ def test_command(
             )
         )
     if report:
-        click.echo(f"wrote {write_report(result, report)}")
+        echo(f"wrote {write_report(result, report)}")

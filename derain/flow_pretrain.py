@@ -35,23 +35,25 @@ from tqdm import tqdm
 
 from derain.checkpoint import (
     FLOW_FORMAT,
-    list_checkpoints,
     resume_checkpoint,
     save_checkpoint,
     save_weights,
 )
-from derain.config import DEVICES, ConfigError, TrainConfig
+from derain.config import ConfigError, TrainConfig
 from derain.data import Augment, DatasetClips, KeyedBatchSampler, SourceClips, make_loader
 from derain.losses import flow_loss_photometric, flow_loss_supervised
 from derain.model import build_flownet
 from derain.train import (
     RunLog,
     autocast,
+    check_run_folder,
     clip_gradients,
+    device_option,
     flush_denormals,
     make_optimizer,
     pick_device,
 )
+from rainsynth.cli import Command
 
 MODES = ("supervised", "photometric", "both")
 CLIPS = ("source", "datasets")
@@ -134,8 +136,7 @@ def pretrain_flow(
     flush_denormals()
     out = Path(out)
     folder = out / "checkpoints"
-    if not resume and list_checkpoints(folder):
-        raise ConfigError(f"{out} already holds checkpoints: pass --resume, or another --out")
+    check_run_folder(out, resume)
     device = pick_device(config.run.device)
     torch.manual_seed(config.run.seed)
     flownet = build_flownet(config.model).to(device)
@@ -215,7 +216,7 @@ Examples:
 """
 
 
-@click.command("pretrain-flow", epilog=_EPILOG)
+@click.command("pretrain-flow", cls=Command, epilog=_EPILOG)
 @click.option(
     "--config",
     "config_path",
@@ -224,7 +225,11 @@ Examples:
     help="The training config: its [model] size, [data], [optim] and [run] seed/device are used.",
 )
 @click.option(
-    "--out", required=True, help="Output folder (flow.safetensors, log.csv, checkpoints)."
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(),
+    help="Output folder (flow.safetensors, log.csv, checkpoints), new or empty unless --resume.",
 )
 @click.option(
     "--mode",
@@ -240,8 +245,9 @@ Examples:
     show_default=True,
     help="source: [data] online_source clips (builtin: exact flow); datasets: [data] datasets.",
 )
-@click.option("--iterations", type=int, default=None, help="Iterations (default: [optim]'s).")
-@click.option("--device", type=click.Choice(DEVICES), default=None, help="Overrides [run] device.")
+@click.option("--iterations", type=click.IntRange(min=1), default=None,
+              help="Iterations (default: [optim]'s).")  # fmt: skip
+@device_option(None)
 @click.option(
     "--set",
     "overrides",
@@ -251,6 +257,7 @@ Examples:
 )
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or status lines.")
 def pretrain_flow_command(
     config_path: str,
     out: str,
@@ -261,6 +268,7 @@ def pretrain_flow_command(
     overrides: tuple[str, ...],
     resume: bool,
     progress: bool,
+    quiet: bool,
 ) -> None:
     """Pretrain the flow network of MF-AlignNet on clean clips (supervised and/or photometric).
 
@@ -270,5 +278,8 @@ def pretrain_flow_command(
     extra += [f"optim.iterations={iterations}"] if iterations is not None else []
     extra += [f"run.device={json.dumps(device)}"] if device is not None else []
     config = TrainConfig.load(config_path, extra)
-    final = pretrain_flow(config, out, mode=mode, clips=clips, resume=resume, progress=progress)
-    click.echo(f"wrote {final}")
+    final = pretrain_flow(
+        config, out, mode=mode, clips=clips, resume=resume, progress=progress and not quiet
+    )
+    if not quiet:
+        click.echo(f"wrote {final}")

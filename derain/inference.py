@@ -4,7 +4,7 @@ Frames are read, derained and written one at a time, carrying the network's recu
 (VideoDerainer.step), so memory does not grow with the length of the video. Each frame is
 padded to a multiple of ``model.size_multiple`` (InputPadder, replicate) and cropped back.
 Frames larger than ``tile`` pixels on a side (default 1024: the paper's 832x512 frames stay
-whole) are cut into overlapping tiles; each tile position
+whole; at most MAX_TILE) are cut into overlapping tiles; each tile position
 keeps its own recurrent state across frames, and the tiles are blended with weights that fall
 off linearly over the overlap, so no seam shows. Every tile reads the whole frame's context
 and its own rows' positions in the whole frame (derain.context), so all tiles of a frame see the
@@ -25,15 +25,31 @@ import torch
 from tqdm import tqdm
 
 from derain.checkpoint import load_model, resolve_weights
-from derain.config import DEVICES
 from derain.context import frame_context, row_positions
 from derain.model import VideoDerainer
 from derain.padding import InputPadder
-from derain.train import autocast, pick_device
-from rainsynth.errors import SourceError
+from derain.train import autocast, device_option, pick_device
+from rainsynth.cli import Command
+from rainsynth.errors import RainsynthError, SourceError
+from rainsynth.outputs import check_output, follow_umask
 from rainsynth.sources.base import IMAGE_EXTENSIONS, natural_key, read_image
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
+MAX_TILE = 4096
+"""Largest tile side, px (--tile)."""
+OVERLAP = 32
+"""Default overlap of neighbouring tiles, px."""
+
+
+def check_tiling(tile: int, overlap: int) -> None:
+    """RainsynthError unless tile is 0 (off) or in (2 * overlap, MAX_TILE] and overlap >= 0."""
+    if overlap < 0:
+        raise RainsynthError(f"--tile-overlap must be >= 0 px, got {overlap}")
+    if tile != 0 and not 2 * overlap < tile <= MAX_TILE:
+        raise RainsynthError(
+            f"--tile must be 0 (off) or larger than 2 * --tile-overlap ({2 * overlap}) and at "
+            f"most {MAX_TILE}, got {tile}"
+        )
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -64,13 +80,10 @@ class FrameDerainer:
         model: VideoDerainer,
         device: torch.device,
         tile: int = 1024,
-        overlap: int = 32,
+        overlap: int = OVERLAP,
         amp: bool = True,
     ):
-        if tile < 0 or (tile and tile <= 2 * overlap):
-            raise ValueError(
-                f"tile must be 0 (off) or larger than 2 * overlap ({2 * overlap}), got {tile}"
-            )
+        check_tiling(tile, overlap)
         self.model, self.device, self.tile, self.overlap, self.amp = (
             model,
             device,
@@ -90,7 +103,7 @@ class FrameDerainer:
         """frame: (H, W, 3) uint8 or float in [0, 1] -> derained (H, W, 3) float32 in [0, 1]."""
         h, w = frame.shape[:2]
         if self.shape not in (None, (h, w)):
-            raise ValueError(f"frame size changed from {self.shape} to {(h, w)} within one video")
+            raise SourceError(f"frame size changed from {self.shape} to {(h, w)} within one video")
         self.shape = (h, w)
         image = torch.from_numpy(np.require(frame, requirements=["C", "W"])).to(self.device)
         image = image.permute(2, 0, 1).unsqueeze(0).float()
@@ -138,11 +151,23 @@ class FrameDerainer:
 
 
 def list_frames(folder: Path) -> list[Path]:
-    """Image files of a folder in natural order (frame2 before frame10)."""
+    """Image files of a folder in natural order (frame2 before frame10).
+
+    SourceError when there are none, or when two share a name but for the extension (their
+    outputs, <name>.png, would be one file)."""
     files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
     if not files:
         raise SourceError(f"{folder} holds no image frames ({', '.join(IMAGE_EXTENSIONS)})")
-    return sorted(files, key=lambda p: natural_key(p.name))
+    files.sort(key=lambda p: natural_key(p.name))
+    seen: dict[str, Path] = {}
+    for path in files:
+        other = seen.setdefault(path.stem, path)
+        if other is not path:
+            raise SourceError(
+                f"frames {other.name} and {path.name} of {folder} would both be written as "
+                f"{path.stem}.png; rename one of them"
+            )
+    return files
 
 
 def read_video(path: Path) -> tuple[dict, Iterator[np.ndarray]]:
@@ -207,6 +232,7 @@ def derain_video(
         writer.close()
         if count == 0:
             raise SourceError(f"video {source} has no frames")
+        follow_umask(temp)
         os.replace(temp, target)
     finally:
         writer.close()
@@ -220,21 +246,33 @@ def derain_folder(
 ) -> int:
     """Derain a folder of frames into a new folder of PNGs with the same names; returns the count.
 
-    Frames go to a temporary folder beside ``target``, renamed when all are written.
+    Frames go to a temporary folder beside ``target``, renamed when all are written. All
+    frames must have one size (SourceError naming the first that differs).
     """
     files = list_frames(source)
-    if target.exists() and any(target.iterdir()):
-        raise SourceError(f"output folder {target} exists and is not empty; choose a new one")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise SourceError(
+            f"output folder {target} exists and is not an empty folder; choose a new one"
+        )
     temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
+        size = None
         for path in tqdm(files, disable=not progress, unit="frame"):
-            clean = to_uint8(derainer(read_image(str(path))))
+            image = read_image(str(path))
+            size = size or image.shape[:2]
+            if image.shape[:2] != size:
+                raise SourceError(
+                    f"frame {path} is {image.shape[1]}x{image.shape[0]}, but {files[0].name} is "
+                    f"{size[1]}x{size[0]}: the frames of a folder must have one size"
+                )
+            clean = to_uint8(derainer(image))
             if not cv2.imwrite(
                 str(temp / f"{path.stem}.png"), cv2.cvtColor(clean, cv2.COLOR_RGB2BGR)
             ):
                 raise OSError(f"could not write {temp / path.name}")
         if target.exists():
             target.rmdir()
+        follow_umask(temp)
         os.replace(temp, target)
     finally:
         if temp.exists():
@@ -257,14 +295,17 @@ Examples:
 """
 
 
-@click.command("derain", epilog=_EPILOG)
+@click.command("derain", cls=Command, epilog=_EPILOG)
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "-o",
+    "--out",
     "--output",
+    "output",
     required=True,
     type=click.Path(path_type=Path),
-    help="Output video file (for a video INPUT) or new folder of PNGs (for a folder INPUT).",
+    help="Output video file (for a video INPUT) or new folder of PNGs (for a folder INPUT); "
+    "never INPUT itself.",
 )
 @click.option(
     "--weights",
@@ -272,28 +313,24 @@ Examples:
     type=click.Path(dir_okay=False),
     help="Network weights (.safetensors); default: the bundled model.",
 )
-@click.option(
-    "--device",
-    type=click.Choice(DEVICES),
-    default="auto",
-    show_default=True,
-    help="auto: CUDA when present, else CPU.",
-)
+@device_option("auto", "")
 @click.option(
     "--tile",
-    type=int,
+    type=click.IntRange(0, MAX_TILE),
     default=1024,
     show_default=True,
-    help="Cut frames larger than this (px per side) into overlapping tiles; 0 = never.",
+    help=f"Cut frames larger than this (px per side, at most {MAX_TILE}) into overlapping "
+    "tiles; 0 = never.",
 )
 @click.option(
     "--tile-overlap",
-    type=int,
-    default=32,
+    type=click.IntRange(0, MAX_TILE // 2),
+    default=OVERLAP,
     show_default=True,
-    help="Overlap of neighbouring tiles, px.",
+    help="Overlap of neighbouring tiles, px (less than half of --tile).",
 )
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or status lines.")
 def derain_command(
     input_path: Path,
     output: Path,
@@ -302,22 +339,21 @@ def derain_command(
     tile: int,
     tile_overlap: int,
     progress: bool,
+    quiet: bool,
 ) -> None:
     """Remove rain from INPUT, a video file or a folder of frames, into OUTPUT (the same kind).
 
     Streams frame by frame with the network's recurrent state: memory stays constant whatever
     the video's length. Video output keeps the input's frame rate (no audio).
     """
-    if tile < 0 or (tile and tile <= 2 * tile_overlap):
-        raise click.BadParameter(
-            f"must be 0 or larger than 2 * --tile-overlap, got {tile}", param_hint="--tile"
-        )
+    check_tiling(tile, tile_overlap)
+    check_output(output, input_path, what="OUTPUT")
     if input_path.is_dir():
         if output.suffix.lower() in VIDEO_EXTENSIONS:
             raise click.BadParameter(
                 f"INPUT is a folder of frames, so OUTPUT must be a folder, got {output}"
             )
-    elif output.suffix.lower() not in VIDEO_EXTENSIONS:
+    elif output.suffix.lower() not in VIDEO_EXTENSIONS or output.is_dir():
         raise click.BadParameter(
             f"INPUT is a video, so OUTPUT must be a video file ({', '.join(VIDEO_EXTENSIONS)}), got {output}"
         )
@@ -325,8 +361,10 @@ def derain_command(
     model, _ = load_model(resolve_weights(weights), torch_device)
     derainer = FrameDerainer(model, torch_device, tile, tile_overlap)
     output.parent.mkdir(parents=True, exist_ok=True)
+    progress = progress and not quiet
     if input_path.is_dir():
         count = derain_folder(input_path, output, derainer, progress)
     else:
         count = derain_video(input_path, output, derainer, progress)
-    click.echo(f"wrote {count} frames to {output}")
+    if not quiet:
+        click.echo(f"wrote {count} frames to {output}")

@@ -37,6 +37,8 @@ from derain.mf_derainnet import MFDerainNet
 from derain.recovery import InverseRecovery
 from derain.sf_derainnet import SFDerainNet
 
+MAX_BASE_CHANNELS = 256
+"""Largest base_channels a config (or a weights file) may ask for: 4x the paper's 64."""
 # Per size: default base channels, channel multipliers and residual blocks per U-Net scale
 # (full resolution first), and the flow net's pyramid levels, hidden channels and kernel.
 SIZES: dict[str, dict] = {
@@ -65,7 +67,7 @@ class ModelConfig(DictConfig):
     """Network size and the ablation switches of Table 4.
 
     size: "small" (CPU-trainable: 16 base channels, 3 scales) or "paper" (64 base channels, 4 scales).
-    base_channels: overrides the size's base channel count.
+    base_channels: overrides the size's base channel count (1 to MAX_BASE_CHANNELS).
     use_sf: False = v1, no SF-DerainNet stage (MF-DerainNet corrects the fixed prior veil).
     use_lstm: False = v2, no ConvLSTM memory (MF-DerainNet's per-frame path alone).
     use_recovery: False = v3, no inverse recovery (the network predicts B directly).
@@ -92,10 +94,11 @@ class ModelConfig(DictConfig):
         if self.base_channels is not None and (
             isinstance(self.base_channels, bool)
             or not isinstance(self.base_channels, int)
-            or self.base_channels < 1
+            or not 1 <= self.base_channels <= MAX_BASE_CHANNELS
         ):
             raise ValueError(
-                f"ModelConfig base_channels must be a positive int or None; got {self.base_channels!r}"
+                f"ModelConfig base_channels must be an int from 1 to {MAX_BASE_CHANNELS} or None; "
+                f"got {self.base_channels!r}"
             )
         for name in (
             "use_sf",

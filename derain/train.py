@@ -11,7 +11,10 @@ is the data loader's position, and nothing else carries state between iterations
 
 Run folder: config.toml (the resolved config), log.csv (iteration, total, each loss term, lr,
 seconds since the start of training), eval.csv (when evaluating), tb/ (TensorBoard, if
-installed), checkpoints/, model.safetensors.
+installed), checkpoints/, model.safetensors. ``--out`` must be a new or empty folder; only
+``--resume`` continues in a run folder, and nothing else writes into one. A resumed run whose
+config differs from the one recorded keeps config.toml as it is (the config the run started
+with) and writes the new one to config.NNNNNNNN.toml, NNNNNNNN the iteration it applies from.
 
 Multi-GPU / multi-process: ``torchrun --nproc_per_node=K -m derain.train --config FILE``
 (or ``torchrun ... $(which rainsynth) train --config FILE``). RANK, LOCAL_RANK and WORLD_SIZE
@@ -26,6 +29,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -48,11 +52,18 @@ from derain.checkpoint import (
     save_checkpoint,
     save_weights,
 )
-from derain.config import DEVICES, ConfigError, TrainConfig
+from derain.config import DEVICE_HELP, ConfigError, TrainConfig, is_device
 from derain.data import KeyedBatchSampler, make_loader, training_dataset
 from derain.losses import derain_loss
 from derain.model import VideoDerainer, build_model
-from rainsynth.errors import RainsynthError
+from rainsynth.cli import Command
+from rainsynth.errors import RunError
+from rainsynth.outputs import check_output
+
+RUN_FILES = ("config.toml", "log.csv", "eval.csv", "tb", "checkpoints", "model.safetensors",
+             "flow.safetensors")  # fmt: skip
+"""What rainsynth train and pretrain-flow write into a run folder (besides config changes)."""
+_CONFIG_CHANGE = re.compile(r"config\.\d{8}\.toml")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,14 +87,39 @@ class Distributed:
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """ "auto" -> CUDA (this rank's GPU) when available, else CPU; "cuda" without CUDA -> error."""
-    if name not in DEVICES:
-        raise ConfigError(f"device must be one of {DEVICES}, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for, but torch sees no CUDA device")
-    if name == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank)
+    """The torch device of ``name``: "auto" -> CUDA (this rank's GPU) when present, else CPU;
+    "cuda" -> this rank's GPU; any other torch device string as it is. ConfigError when the
+    string is not a device or torch cannot use that device here."""
+    if not is_device(name):
+        raise ConfigError(f"device must be {DEVICE_HELP}; got {name!r}")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
+    backend = getattr(torch, device.type, None)
+    found = backend.device_count() if hasattr(backend, "device_count") else 0
+    if not (found and backend.is_available() and (device.index or 0) < found):
+        raise ConfigError(
+            f"device {name!r} was asked for, but torch sees {found} {device.type} device(s)"
+        )
+    return device
+
+
+def _device_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not is_device(value):
+        raise click.BadParameter(f"must be {DEVICE_HELP}; got {value!r}", ctx, param)
+    return value
+
+
+def device_option(default: str | None, help: str = "Overrides [run] device."):
+    """The --device option of the commands that run the network: "auto" or a torch device."""
+    return click.option(
+        "--device",
+        default=default,
+        show_default=default is not None,
+        callback=_device_value,
+        metavar="DEVICE",
+        help=f"{DEVICE_HELP}. {help}".strip(),
+    )
 
 
 def autocast(device: torch.device, enabled: bool = True):
@@ -93,7 +129,7 @@ def autocast(device: torch.device, enabled: bool = True):
     return nullcontext()
 
 
-class TrainingError(RainsynthError):
+class TrainingError(RunError):
     """Training cannot go on (a non-finite gradient)."""
 
 
@@ -212,11 +248,16 @@ def _tensorboard(folder: Path):
 
 
 def _truncate_csv(path: Path, iteration: int) -> None:
-    """Drop rows past ``iteration`` (written by a killed run after its last checkpoint)."""
+    """Drop rows past ``iteration`` (written by a killed run after its last checkpoint).
+
+    RunError, before anything is written, when a row does not start with an iteration."""
     if not path.exists():
         return
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
+    bad = [i for i, r in enumerate(rows[1:], 2) if r and not r[0].isdigit()]
+    if bad:
+        raise RunError(f"{path} line {bad[0]} does not start with an iteration: not a run log")
     kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= iteration]
     if len(kept) != len(rows):
         with open(path, "w", newline="", encoding="utf-8") as handle:
@@ -251,6 +292,44 @@ def _write_eval(out: Path, iteration: int, scores: dict[str, float]) -> None:
         writer.writerow([iteration, f"{scores['psnr']:.4f}", f"{scores['ssim']:.6f}"])
 
 
+def check_run_folder(out: Path, resume: bool) -> None:
+    """ConfigError unless a run may write into ``out``: a new or empty folder, or with
+    ``resume`` a folder holding only what a run writes (RUN_FILES, config changes) and a
+    complete checkpoint to continue from."""
+    check_output(out, what="--out")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the run")
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    foreign = [
+        name
+        for name in entries
+        if name not in RUN_FILES and not _CONFIG_CHANGE.fullmatch(name) and not name.startswith(".")
+    ]
+    if foreign:
+        raise ConfigError(
+            f"--out {out} holds {', '.join(foreign[:5])}, which a training run does not write: "
+            "it is not a run folder; give a new or empty folder"
+        )
+    if entries and not resume:
+        raise ConfigError(
+            f"--out {out} already holds {', '.join(entries[:5])}: pass --resume to continue "
+            "the run there, or give a new or empty folder"
+        )
+    if resume and not list_checkpoints(out / "checkpoints"):
+        raise ConfigError(f"--resume: {out} holds no complete checkpoint to continue from")
+
+
+def record_config(out: Path, text: str, start: int) -> None:
+    """Write the run's config: config.toml for a new run; on resume, config.<start>.toml when
+    ``text`` differs from the newest config recorded (config.toml is never rewritten)."""
+    changes = sorted(p for p in out.glob("config.*.toml") if _CONFIG_CHANGE.fullmatch(p.name))
+    newest = changes[-1] if changes else out / "config.toml"
+    if not newest.exists():
+        newest.write_text(text, encoding="utf-8")
+    elif newest.read_text(encoding="utf-8") != text:
+        (out / f"config.{start:08d}.toml").write_text(text, encoding="utf-8")
+
+
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
     """Train as ``config`` says; returns the path of the final model.safetensors."""
     flush_denormals()
@@ -272,11 +351,8 @@ def _train(
 ) -> Path:
     out = Path(config.run.out)
     folder = out / "checkpoints"
-    if not resume and list_checkpoints(folder):
-        raise ConfigError(
-            f"{out} already holds checkpoints: pass --resume to continue that run, "
-            "or choose another --out"
-        )
+    if ddp.main:
+        check_run_folder(out, resume)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(config.run.seed)
@@ -294,7 +370,6 @@ def _train(
         raise ConfigError(f"the newest checkpoint of {out} is at iteration {start}, past {total}")
     if ddp.main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.toml").write_text(config.to_toml(), encoding="utf-8")
     net = model
     if ddp.world > 1:
         model = DistributedDataParallel(
@@ -310,6 +385,8 @@ def _train(
     loader = make_loader(dataset, sampler, config.data.workers, device.type == "cuda")
     terms = ["total", *(k for k, v in config.loss.to_dict().items() if v)]
     log = RunLog(out, terms, start) if ddp.main else None
+    if ddp.main:
+        record_config(out, config.to_toml(), start)
     bar = tqdm(total=total, initial=start, disable=not (progress and ddp.main), unit="it")
     clock = time.perf_counter() - elapsed
     try:
@@ -379,7 +456,7 @@ Examples:
 """
 
 
-@click.command("train", epilog=_EPILOG)
+@click.command("train", cls=Command, epilog=_EPILOG)
 @click.option(
     "--config",
     "config_path",
@@ -388,16 +465,21 @@ Examples:
     help="TOML config: [model], [loss], [data], [optim], [run] (see derain/configs/).",
 )
 @click.option(
-    "--resume", is_flag=True, help="Continue from the newest checkpoint of the run folder."
+    "--resume",
+    is_flag=True,
+    help="Continue from the newest checkpoint of the run folder. A changed config is recorded "
+    "as config.NNNNNNNN.toml (config.toml stays).",
 )
-@click.option("--out", default=None, help="Run folder (overrides [run] out).")
-@click.option("--iterations", type=int, default=None, help="Total iterations (overrides [optim]).")
 @click.option(
-    "--device",
-    type=click.Choice(DEVICES),
+    "-o",
+    "--out",
     default=None,
-    help="auto: CUDA when present, else CPU (overrides [run] device).",
+    type=click.Path(),
+    help="Run folder, new or empty unless --resume (overrides [run] out).",
 )
+@click.option("--iterations", type=click.IntRange(min=1), default=None,
+              help="Total iterations (overrides [optim]).")  # fmt: skip
+@device_option(None)
 @click.option(
     "--set",
     "overrides",
@@ -406,6 +488,7 @@ Examples:
     help="Override any config entry, TOML syntax (repeatable), e.g. --set optim.lr=1e-4.",
 )
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or status lines.")
 def train_command(
     config_path: str,
     resume: bool,
@@ -414,6 +497,7 @@ def train_command(
     device: str | None,
     overrides: tuple[str, ...],
     progress: bool,
+    quiet: bool,
 ) -> None:
     """Train the deraining network from a TOML config.
 
@@ -426,21 +510,17 @@ def train_command(
     extra += [f"optim.iterations={iterations}"] if iterations is not None else []
     extra += [f'run.device="{device}"'] if device is not None else []
     config = TrainConfig.load(config_path, extra)
-    final = train(config, resume=resume, progress=progress)
-    if Distributed.from_env().main:
+    final = train(config, resume=resume, progress=progress and not quiet)
+    if Distributed.from_env().main and not quiet:
         click.echo(f"wrote {final}")
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Entry point of ``python -m derain.train`` (for torchrun); bad input exits 2 with a message."""
-    try:
-        return train_command.main(args=argv, prog_name="derain.train", standalone_mode=False)
-    except click.ClickException as exc:
-        exc.show()
-        raise SystemExit(exc.exit_code) from None
-    except RainsynthError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        raise SystemExit(2) from None
+    """Entry point of ``python -m derain.train`` (for torchrun), with the exit codes of
+    ``rainsynth train``."""
+    return train_command.main(
+        args=argv, prog_name="derain.train", auto_envvar_prefix="RAINSYNTH_TRAIN"
+    )
 
 
 if __name__ == "__main__":

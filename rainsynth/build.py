@@ -35,9 +35,12 @@ import cv2
 
 import rainsynth
 from rainsynth import dataset
+from rainsynth.cli import Command
 from rainsynth.errors import RainsynthError, SourceError
+from rainsynth.outputs import check_output
 from rainsynth.params import PRESETS, Preset, load_preset, sample_params
 from rainsynth.sources import SOURCES, SequenceRef, Source, open_source, split_sequences
+from rainsynth.sources.base import MAX_FRAMES
 from rainsynth.sources.split import SIDES
 
 GENERATOR = f"rainsynth {rainsynth.__version__}"
@@ -45,6 +48,9 @@ MANIFEST = "manifest.json"
 LOCK = ".rainsynth-build.lock"
 ON_ERROR = ("fail", "skip")
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+ROOT_ENV = "RAINSYNTH_ROOT"
+DEFAULT_ROOTS = {"vimeo90k": "vimeo_septuplet"}
+"""Where a source's root is looked for when neither --root nor $RAINSYNTH_ROOT gives it."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,7 @@ class SourceSpec:
     resize: str
     seed: int
     count: int | None
+    on_error: str = "fail"
 
     def open(self) -> Source:
         """The opened source, cached per thread (sources keep decoders that are not shared)."""
@@ -99,6 +106,7 @@ class SourceSpec:
                 resize=self.resize,
                 seed=self.seed,
                 count=self.count,
+                on_error=self.on_error,
             )
         return cache[self]
 
@@ -155,6 +163,8 @@ class Plan:
     spec: SourceSpec
     jobs: list[Job]
     header: dict = field(repr=False)
+    unreadable: list[dict] = field(default_factory=list)
+    """Skip records of the source files whose header could not be read (on_error "skip")."""
 
 
 def clip_name(key: str) -> str:
@@ -214,9 +224,13 @@ def make_plan(options: BuildOptions) -> tuple[Plan, BuildOptions]:
         options.resize,
         options.seed,
         options.count,
+        options.on_error,
     )
     source = spec.open()
     refs = _assign_test_groups(source.sequences(), options.test_groups)
+    unreadable = [
+        {"file": path, "error": error} for path, error in getattr(source, "unreadable", {}).items()
+    ]
     split = options.split or _default_split(refs)
     options = BuildOptions(**{**options.__dict__, "root": spec.root, "split": split})
     sides = split_sequences(refs, split, seed=options.seed)
@@ -253,7 +267,7 @@ def make_plan(options: BuildOptions) -> tuple[Plan, BuildOptions]:
         "presets": {p.name: {"description": p.description, "ranges": p.ranges} for p in presets},
         "encoding": dataset.ENCODING,
     }
-    return Plan(spec, jobs, header), options
+    return Plan(spec, jobs, header, unreadable), options
 
 
 def _assign_test_groups(refs: list[SequenceRef], groups: tuple[str, ...]) -> list[SequenceRef]:
@@ -380,6 +394,19 @@ def _run_pool(jobs: list[Job], spec: SourceSpec, out: Path, workers: int) -> Ite
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _check_scheduler(address: str) -> None:
+    """RainsynthError unless ``address`` reads as a Dask scheduler address (HOST:PORT)."""
+    from distributed.comm.addressing import get_address_host_port
+
+    try:
+        get_address_host_port(address)
+    except (ValueError, TypeError) as error:
+        raise RainsynthError(
+            f"--scheduler {address!r} is not a Dask scheduler address, e.g. tcp://host:8786 "
+            f"({error})"
+        ) from None
+
+
 def _run_dask(jobs: list[Job], spec: SourceSpec, out: Path, address: str) -> Iterator[dict]:
     from distributed import Client, as_completed
 
@@ -418,7 +445,9 @@ def build(
     Raises RainsynthError on bad options or an unreadable source file (with on_error "fail"),
     OSError when writing fails (a full disk); finished clips stay and a rerun resumes.
     """
-    out = Path(out)
+    out = check_output(out, what="--out")
+    if scheduler is not None:
+        _check_scheduler(scheduler)
     with _forget_sources():
         plan, options = make_plan(options)
         with _locked(out):
@@ -426,6 +455,8 @@ def build(
             stale = dataset.remove_temp_folders(out) + _remove_temp_files(out)
             if stale:
                 echo(f"removed {len(stale)} unfinished file(s) of an interrupted build")
+            for skip in plan.unreadable:
+                echo(f"skipped {skip['file']}: {skip['error']}")
             todo = [job for job in plan.jobs if job.index not in records]
             echo(
                 f"{options.source}: {len({job.ref.key for job in plan.jobs})} sequences, "
@@ -441,11 +472,12 @@ def build(
                 **plan.header,
                 "counts": _counts(clips),
                 "clips": clips,
-                "skipped": [skipped[i] for i in sorted(skipped)],
+                "skipped": plan.unreadable + [skipped[i] for i in sorted(skipped)],
             }
             _finish(out, manifest)
+    skips = len(manifest["skipped"])
     echo(
-        f"wrote {len(clips)} clips" + (f", skipped {len(skipped)}" if skipped else "")
+        f"wrote {len(clips)} clips" + (f", skipped {skips}" if skips else "")
         + f" to {out} (manifest.json, README.md)"
     )  # fmt: skip
     return manifest
@@ -524,11 +556,16 @@ def _existing_records(plan: Plan, out: Path) -> dict[int, dict]:
     folders = out.glob("*/*/*")
     for folder in sorted(p for p in folders if p.is_dir() and not _is_temp(p)):
         job = by_folder.get(folder)
-        info = dataset.read_json(folder / dataset.CLIP_FILE) if job is not None else None
+        info = dataset.read_clip_info(folder) if job is not None else None
         if job is None or info.get("build") != plan.header["build"]:
             raise RainsynthError(
                 f"{out} holds {folder.relative_to(out)}, which this build would not write (it "
                 f"comes from another command or version); build into a new --out, or delete {out}"
+            )
+        if {key: info.get(key) for key in job.describe()} != job.describe():
+            raise RainsynthError(
+                f"{folder / dataset.CLIP_FILE} does not describe the clip of its folder; "
+                f"delete {folder} and run the same command again to rebuild it"
             )
         records[job.index] = _record(info)
     return records
@@ -599,9 +636,9 @@ Examples:
   rainsynth build --out out/data
       built-in offline source (camera motion over bundled photos, with exact
       flow, and short bundled videos), light and heavy rain, split 0.9/0.1
-  rainsynth build --source vimeo90k --root vimeo_septuplet --split 900/100 \\
-      --presets light,heavy --out out/rainsynall100
-      a RainSynAll100-style dataset: test clips come from sep_testlist.txt
+  rainsynth build --source vimeo90k --split 900/100
+      a RainSynAll100-style dataset from ./vimeo_septuplet (or --root PATH, or
+      $RAINSYNTH_ROOT) into out/vimeo90k; test clips come from sep_testlist.txt
   rainsynth build --recipe datasets/rainsynall100.toml --root vimeo_septuplet \\
       --out out/rainsynall100
       the same from a recipe; command-line options override recipe values
@@ -670,17 +707,31 @@ def _parse_presets(ctx: click.Context, param: click.Parameter, value: str) -> tu
     return presets
 
 
-class BuildError(click.ClickException):
-    """Bad input (options, source, output folder): "Error: ..." and exit code 2."""
-
-    exit_code = 2
+def source_root(source: str, root: str | None) -> str | None:
+    """The root of ``source``: ``root`` (--root) when given, else $RAINSYNTH_ROOT, else the
+    source's default folder (DEFAULT_ROOTS) when it exists; SourceError saying what was tried."""
+    if source == "builtin" or root is not None:
+        return root
+    env = os.environ.get(ROOT_ENV)
+    default = DEFAULT_ROOTS.get(source)
+    found = env or default
+    if found is not None and os.path.exists(found):
+        return found
+    tried = [
+        "--root (not given)",
+        f"${ROOT_ENV}={env} (not found)" if env else f"${ROOT_ENV} (not set)",
+    ]
+    tried += [f"./{default} (not found)"] if default and not env else []
+    raise SourceError(
+        f"the {source} source needs a root (its folder); tried {', '.join(tried)}: pass --root PATH"
+    )
 
 
 def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-@click.command("build", epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("build", cls=Command, epilog=EXAMPLES)
 @click.option(
     "--recipe",
     type=click.Path(exists=True, dir_okay=False),
@@ -698,7 +749,8 @@ def _cores() -> int:
     help="Where clean clips come from: vimeo90k (septuplet layout), videos (files decoded with "
     "ffmpeg), frames (folders of images), builtin (offline, ships with the package).",
 )
-@click.option("--root", help="Path of the source (not for builtin).")
+@click.option("--root", help=f"Path of the source (not for builtin) [default: ${ROOT_ENV}, else "
+              "./vimeo_septuplet for vimeo90k].")  # fmt: skip
 @click.option(
     "--split",
     help="TRAIN/TEST sequences as counts (900/100) or fractions (0.9/0.1), seeded, never one "
@@ -711,7 +763,7 @@ def _cores() -> int:
     callback=_parse_presets,
     help=f"Comma-separated rain presets: {', '.join(PRESETS)} or paths of preset TOML files.",
 )
-@click.option("--frames", type=click.IntRange(min=2), default=7, show_default=True,
+@click.option("--frames", type=click.IntRange(2, MAX_FRAMES), default=7, show_default=True,
               help="Frames per clip.")  # fmt: skip
 @click.option("--stride", type=click.IntRange(min=1),
               help="Frames between clip starts in long sources [default: --frames].")  # fmt: skip
@@ -723,8 +775,8 @@ def _cores() -> int:
               help="Seed of the split and of every rain draw.")  # fmt: skip
 @click.option("--count", type=click.IntRange(min=0),
               help="builtin only: number of synthetic camera-motion clips [default: 48].")  # fmt: skip
-@click.option("--out", "-o", type=click.Path(file_okay=False),
-              help="Dataset folder to create or resume (required).")  # fmt: skip
+@click.option("-o", "--out", type=click.Path(file_okay=False),
+              help="Dataset folder to create or resume [default: out/<source>].")  # fmt: skip
 @click.option("--workers", "-j", type=click.IntRange(min=1),
               help="Local worker processes [default: all cores].")  # fmt: skip
 @click.option("--scheduler", metavar="ADDRESS",
@@ -762,8 +814,7 @@ def build_command(
     source knows it (flow.npz) and its source reference (clip.json). OUT/manifest.json records
     the command, seed and every clip; OUT/README.md is the dataset card.
     """
-    if out is None:
-        raise click.UsageError("Missing option '--out' (the dataset folder).")
+    root = source_root(source, root)
     options = BuildOptions(
         source, root, split, presets, frames, stride, size, resize, seed, count, on_error,
         test_groups,
@@ -772,14 +823,12 @@ def build_command(
     try:
         build(
             options,
-            out,
+            out or os.path.join("out", source),
             workers=workers or _cores(),
             scheduler=scheduler,
             progress=not quiet,
             echo=echo,
         )
-    except RainsynthError as error:
-        raise BuildError(str(error)) from None
     except OSError as error:
         raise click.ClickException(
             f"{error}. The unfinished clip was removed and finished clips are kept: free "

@@ -32,7 +32,8 @@ def write_card(out: Path, manifest: dict) -> None:
     records = manifest["clips"]
     if records:
         params = [
-            dataset.read_json(_folder(out, record) / dataset.PARAMS_FILE) for record in records
+            dataset.read_params(_folder(out, record) / dataset.PARAMS_FILE).to_dict()
+            for record in records
         ]
         dataset.write_atomic(out / HISTOGRAMS, histograms_png(records, params))
         dataset.write_atomic(out / PREVIEW, preview_png(out, records))

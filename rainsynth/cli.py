@@ -1,6 +1,9 @@
 """The ``rainsynth`` command line: one console script, one subcommand per job.
 
-Subcommands are imported only when run, so ``rainsynth build --help`` never loads torch.
+Subcommands are imported only when run, so ``rainsynth build --help`` never loads torch. Every
+subcommand is a :class:`Command`: it takes ``-h``, and reports errors as one line with the
+documented exit code. Every option can also be set by an environment variable
+``RAINSYNTH_<COMMAND>_<OPTION>`` (e.g. ``RAINSYNTH_DERAIN_DEVICE=cpu``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,34 @@ _HELP = {
     "pretrain-flow": "Pretrain the flow network of MF-AlignNet.",
 }
 
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+
+
+class Failure(click.ClickException):
+    """An error shown as ``Error: <message>`` that exits with the given code."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Command(click.Command):
+    """A rainsynth subcommand: ``-h`` shows its help; bad usage or input values
+    (RainsynthError) exit 2, failures while running (RunError, OSError) exit 1, each with a
+    one-line message."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["context_settings"] = {**HELP_OPTIONS, **kwargs.get("context_settings", {})}
+        super().__init__(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RainsynthError as exc:
+            raise Failure(str(exc), exc.exit_code) from None
+        except OSError as exc:
+            raise Failure(str(exc), 1) from None
+
 
 class LazyGroup(click.Group):
     """A click group that imports each subcommand's module on first use."""
@@ -44,20 +75,31 @@ class LazyGroup(click.Group):
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)
 
-    def invoke(self, ctx: click.Context):
-        """Run the subcommand; bad input (``RainsynthError``) becomes a clear message and exit 2."""
-        try:
-            return super().invoke(ctx)
-        except RainsynthError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(2)
-
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, _HELP[name]) for name in COMMANDS])
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+_EPILOG = """\b
+Exit codes:
+  0  done
+  1  failed while running (non-finite gradient, unusable checkpoint contents,
+     a read or write that failed)
+  2  bad usage or a bad input value (unknown option, value out of range,
+     missing or malformed input, an output that would replace an input)
+
+\b
+Options can also come from the environment: RAINSYNTH_<COMMAND>_<OPTION>,
+e.g. RAINSYNTH_DERAIN_DEVICE=cpu; `rainsynth build` reads its --root from
+RAINSYNTH_ROOT too.
+"""
+
+
+@click.group(
+    cls=LazyGroup,
+    epilog=_EPILOG,
+    context_settings={**HELP_OPTIONS, "auto_envvar_prefix": "RAINSYNTH"},
+)
 @click.version_option(package_name="rainsynth")
 def main() -> None:
     """rainsynth: render realistic, temporally coherent rain over clean video, build paired

@@ -196,11 +196,60 @@ def remove_temp_folders(root: Path) -> list[Path]:
 
 
 def read_json(path: Path) -> dict:
-    """Load a JSON file; a missing or malformed file raises RainsynthError naming it."""
+    """Load a JSON object from a file; a missing or malformed file raises RainsynthError
+    naming it."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise RainsynthError(f"cannot read {path}: {error}") from None
+    if not isinstance(value, dict):
+        raise RainsynthError(f"{path} holds a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def plain_name(value: object, what: str, where: Path) -> str:
+    """``value`` if it is a plain name of a folder inside a dataset (a non-empty string without
+    a path separator, not "." or "..", not a temporary name); else RainsynthError naming
+    ``where`` it was read."""
+    if (
+        not isinstance(value, str)
+        or value in ("", ".", "..")
+        or any(c in value for c in "/\\\0")
+        or value.startswith(TEMP_PREFIX)
+    ):
+        raise RainsynthError(
+            f"{where}: {what} {value!r} is not a plain folder name inside the dataset"
+        )
+    return value
+
+
+def read_clip_info(folder: Path) -> dict:
+    """A clip folder's clip.json, checked: its split, preset and name must be the folder's own
+    (plain names), its shape three integers >= 1; else RainsynthError naming the file."""
+    path = folder / CLIP_FILE
+    info = read_json(path)
+    for key, part in zip(("split", "preset", "name"), folder.parts[-3:], strict=True):
+        if key in info and plain_name(info[key], key, path) != part:
+            raise RainsynthError(f"{path}: {key} {info[key]!r} is not its folder's, {part!r}")
+    shape = info.get("shape")
+    if not (
+        isinstance(shape, list)
+        and len(shape) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)
+    ):
+        raise RainsynthError(
+            f"{path}: shape {shape!r} is not [frames, height, width] (integers >= 1)"
+        )
+    return info
+
+
+def read_params(path: Path) -> RainParams:
+    """The RainParams of a params.json; RainsynthError naming the file when it is malformed."""
+    data = read_json(path)
+    try:
+        return RainParams.from_dict(data)
+    except (TypeError, ValueError, KeyError) as error:
+        raise RainsynthError(f"{path} is not a valid params.json: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -271,7 +320,7 @@ class DatasetClip:
 
     def params(self) -> RainParams:
         """The RainParams the clip was rendered with."""
-        return RainParams.from_dict(read_json(self.path / PARAMS_FILE))
+        return read_params(self.path / PARAMS_FILE)
 
     def info(self) -> dict:
         """clip.json: the source reference, files, split, preset, seed and clip index."""
@@ -314,7 +363,7 @@ def read_dataset(
             folder.parent.name,
         ):
             continue
-        shape = read_json(folder / CLIP_FILE)["shape"]
+        shape = read_clip_info(folder)["shape"]
         clips.append(
             DatasetClip(root, folder.parent.parent.name, folder.parent.name, folder.name, *shape)
         )

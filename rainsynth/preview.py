@@ -16,8 +16,11 @@ import imageio_ffmpeg
 import numpy as np
 
 import rainsynth
+from rainsynth.cli import Command
 from rainsynth.composite import RainClip
 from rainsynth.errors import RainsynthError
+from rainsynth.outputs import check_output
+from rainsynth.sources.base import MAX_FRAMES, MAX_SIDE
 
 PANELS = ("clean", "rain", "S", "U", "beta", "alpha")
 
@@ -99,7 +102,7 @@ def _parse_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple
     return height, width
 
 
-@click.command("preview")
+@click.command("preview", cls=Command)
 @click.option("--preset", default="heavy", show_default=True,
               help="light, heavy, streaks, or the path of your own TOML preset.")  # fmt: skip
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Random seed.")
@@ -108,15 +111,18 @@ def _parse_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple
                    "over a photo that ships inside scikit-image; nothing is downloaded).")  # fmt: skip
 @click.option("--clip", "index", default=0, show_default=True, type=click.IntRange(0),
               help="Which clip (window) of the input to use.")  # fmt: skip
-@click.option("--frames", default=7, show_default=True, type=click.IntRange(1), help="Frames T.")
+@click.option("--frames", default=7, show_default=True, type=click.IntRange(2, MAX_FRAMES),
+              help="Frames T.")  # fmt: skip
 @click.option("--size", default="256x448", show_default=True, callback=_parse_size,
-              help="Frame size HxW (the input is scaled and centre-cropped to it).")  # fmt: skip
+              help="Frame size HxW (the input is scaled and centre-cropped to it), each side "
+                   f"8 to {MAX_SIDE} px.")  # fmt: skip
 @click.option("--depth", type=click.FloatRange(0.0, 1.0), default=None,
               help="Constant relative depth in [0, 1] (1 = far) instead of the default "
                    "horizon prior.")  # fmt: skip
 @click.option("-o", "--out", default="out/preview", show_default=True, type=click.Path(),
               help="Output folder.")  # fmt: skip
-def preview_command(preset, seed, source, index, frames, size, depth, out):
+@click.option("-q", "--quiet", is_flag=True, help="No status line.")
+def preview_command(preset, seed, source, index, frames, size, depth, out, quiet):
     """Render rain over one clip and write what it looks like.
 
     \b
@@ -131,14 +137,15 @@ def preview_command(preset, seed, source, index, frames, size, depth, out):
       rainsynth preview --preset light --input street.mp4 --frames 30 -o out/street
       rainsynth preview --preset my_storm.toml --input frames/ --size 512x896
     """
+    folder = check_output(out, *([source] if source else []), what="--out")
     clean = preview_clip(source, frames=frames, size=size, seed=seed, index=index)
     params = rainsynth.sample_params(preset, seed=seed, shape=clean.shape[:3])
     clip = rainsynth.render(clean, params, depth=depth)
-    folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     write_png(folder / "contact_sheet.png", contact_sheet(clean, clip))
     rain = (clip.rain * 255.0 + 0.5).astype(np.uint8)
     write_mp4(folder / "side_by_side.mp4", np.concatenate([clean, rain], axis=2))
     (folder / "params.json").write_text(json.dumps(params.to_dict(), indent=2) + "\n")
-    click.echo(f"wrote {folder / 'contact_sheet.png'}, {folder / 'side_by_side.mp4'}, "
-               f"{folder / 'params.json'}")  # fmt: skip
+    if not quiet:
+        click.echo(f"wrote {folder / 'contact_sheet.png'}, {folder / 'side_by_side.mp4'}, "
+                   f"{folder / 'params.json'}")  # fmt: skip

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import imageio_ffmpeg
+import numpy as np
+
 import rainsynth
 from rainsynth.dataset import write_clip
 from rainsynth.sources import open_source
@@ -59,4 +62,15 @@ def write_toml(path: Path, config: dict) -> Path:
     from derain.config import TrainConfig
 
     path.write_text(TrainConfig.from_dict(config).to_toml(), encoding="utf-8")
+    return path
+
+
+def write_video(path: Path, frames: np.ndarray, fps: float = 12.0) -> Path:
+    """Write (T, H, W, 3) uint8 RGB frames as an H.264 video."""
+    h, w = frames.shape[1:3]
+    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, quality=9, macro_block_size=1)
+    writer.send(None)
+    for frame in frames:
+        writer.send(np.ascontiguousarray(frame).tobytes())
+    writer.close()
     return path

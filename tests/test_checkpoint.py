@@ -32,6 +32,7 @@ from derain.checkpoint import (
 )
 from derain.config import TrainConfig
 from derain.model import ModelConfig, build_model
+from rainsynth.errors import RainsynthError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,7 +78,7 @@ def test_truncated_file_is_rejected(tmp_path, model):
 
 
 def test_missing_file_and_missing_metadata(tmp_path, model):
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(RainsynthError, match="does not exist"):  # bad input, not a bad file
         load_model(tmp_path / "absent.safetensors")
     plain = tmp_path / "plain.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(plain))
@@ -190,7 +191,7 @@ def test_latest_checkpoint_ignores_incomplete_pairs_and_prunes(tmp_path, model):
 def test_weights_resolution(tmp_path, model):
     path = _save(tmp_path / "w.safetensors", model)
     assert resolve_weights(path) == path
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(RainsynthError, match="does not exist"):
         resolve_weights(tmp_path / "nope.safetensors")
     bundled = resolve_weights(None)
     assert bundled.name == "model.safetensors" and bundled.parent.name == "weights"

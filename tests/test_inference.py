@@ -10,12 +10,11 @@ import textwrap
 from pathlib import Path
 
 import cv2
-import imageio_ffmpeg
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from derain_helpers import TINY_MODEL
+from derain_helpers import TINY_MODEL, write_video
 from torch import nn
 
 from derain.checkpoint import save_weights
@@ -117,16 +116,6 @@ def test_tiled_network_output_is_close_to_untiled(model):
     assert np.abs(a - b).mean() < 0.05  # differences only from the network's limited context
 
 
-def _write_video(path: Path, frames: np.ndarray, fps: float = 12.0) -> Path:
-    h, w = frames.shape[1:3]
-    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, quality=9, macro_block_size=1)
-    writer.send(None)
-    for frame in frames:
-        writer.send(np.ascontiguousarray(frame).tobytes())
-    writer.close()
-    return path
-
-
 def test_derain_folder_and_video_give_the_same_count_and_size(weights, tmp_path):
     frames = _frames(6, 40, 56)
     folder = tmp_path / "in"
@@ -143,7 +132,7 @@ def test_derain_folder_and_video_give_the_same_count_and_size(weights, tmp_path)
     assert [p.name for p in written] == [f"frame{i}.png" for i in range(1, 7)]
     assert all(cv2.imread(str(p)).shape == (40, 56, 3) for p in written)
 
-    video = _write_video(tmp_path / "in.mp4", frames)
+    video = write_video(tmp_path / "in.mp4", frames)
     args = [str(video), "-o", str(tmp_path / "out.mp4"), "--weights", str(weights)]
     result = runner.invoke(derain_command, [*args, "--no-progress"])
     assert result.exit_code == 0, result.output
@@ -156,7 +145,7 @@ def test_derain_folder_and_video_give_the_same_count_and_size(weights, tmp_path)
 
 def test_derain_command_rejects_mismatched_outputs(weights, tmp_path):
     runner = CliRunner()
-    video = _write_video(tmp_path / "in.mp4", _frames(2, 32, 32))
+    video = write_video(tmp_path / "in.mp4", _frames(2, 32, 32))
     result = runner.invoke(
         derain_command, [str(video), "-o", str(tmp_path / "x"), "--weights", str(weights)]
     )
@@ -218,8 +207,8 @@ def _peak_rss_mb(video: Path, out: Path, weights: Path) -> float:
 def test_streaming_memory_does_not_grow_with_video_length(weights, tmp_path):
     """A 10x longer video needs no more memory: the whole output held in memory would add
     120 frames x 192x256x3 float32 = 71 MB, the frames decoded at once 18 MB."""
-    short = _write_video(tmp_path / "short.mp4", _frames(12, 192, 256))
-    long = _write_video(tmp_path / "long.mp4", _frames(120, 192, 256))
+    short = write_video(tmp_path / "short.mp4", _frames(12, 192, 256))
+    long = write_video(tmp_path / "long.mp4", _frames(120, 192, 256))
     peak_short = _peak_rss_mb(short, tmp_path / "s.mp4", weights)
     peak_long = _peak_rss_mb(long, tmp_path / "l.mp4", weights)
     assert peak_long - peak_short < 12, (peak_short, peak_long)

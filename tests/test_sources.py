@@ -361,7 +361,7 @@ def test_builtin_lists_synthetic_then_real_clips():
     "name, options, message",
     [
         ("youtube", {"root": "x"}, "unknown source 'youtube'"),
-        ("builtin", {"frames": 1}, "frames must be an integer >= 2"),
+        ("builtin", {"frames": 1}, "frames must be an integer from 2 to 1000"),
         ("builtin", {"resize": "pad"}, "resize must be one of"),
         ("builtin", {"size": (256,)}, "size must be"),
         ("builtin", {"root": "x"}, "takes no root"),

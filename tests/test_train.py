@@ -152,7 +152,7 @@ def test_killed_and_resumed_run_ends_with_bitwise_the_same_weights(dataset, tmp_
 
 def test_resume_checks_and_refusals(dataset, tmp_path):
     config = TrainConfig.from_dict(tiny_config(dataset, tmp_path / "run", optim={"iterations": 3}))
-    with pytest.raises(CheckpointError, match="no complete checkpoint"):
+    with pytest.raises(ConfigError, match="no complete checkpoint"):
         train(config, resume=True, progress=False)
     train(config, progress=False)
     with pytest.raises(ConfigError, match="--resume"):

@@ -40,6 +40,7 @@ def open_source(
     resize: str = "crop",
     seed: int = 0,
     count: int | None = None,
+    on_error: str = "fail",
 ) -> Source:
     """Open the source `name` (one of SOURCES) with the shared options.
 
@@ -47,6 +48,8 @@ def open_source(
     (not used by "builtin"). frames: clip length T. stride: frames between window starts.
     size: (H, W) output size, None for native (builtin: 256x448). resize: "crop" or "scale".
     seed: drives the builtin source's motions. count: number of builtin synthetic clips.
+    on_error: "skip" makes the videos source leave out the files whose header cannot be read
+    (listed in its ``unreadable``) instead of raising SourceError.
     """
     options = check_options(Options(frames, stride, size, resize, seed, count))
     if name not in SOURCES:
@@ -57,6 +60,8 @@ def open_source(
         return BuiltinSource(options)
     if root is None:
         raise SourceError(f"the {name} source needs a root (a path); none was given")
+    if name == "videos":
+        return VideoSource(str(root), options, skip_unreadable=on_error == "skip")
     return SOURCES[name](str(root), options)
 
 

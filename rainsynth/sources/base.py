@@ -103,23 +103,46 @@ class Options:
         }
 
 
+MAX_FRAMES = 1000
+"""Longest clip, frames."""
+MAX_SIDE = 4096
+"""Largest frame side of a clip, px (4K video fits)."""
+MAX_PIXELS = 2**27
+"""Most pixels (frames x height x width) of one clip: 7 frames of 4096x4096, 1000 of 256x448."""
+MAX_COUNT = 100_000
+"""Most synthetic clips of the builtin source (count)."""
+
+
 def check_options(options: Options) -> Options:
     """Validate the shared options; raises SourceError naming the bad value and what is allowed."""
-    if not isinstance(options.frames, int) or options.frames < 2:
-        raise SourceError(f"frames must be an integer >= 2 (clip length), got {options.frames!r}")
+    if not isinstance(options.frames, int) or not 2 <= options.frames <= MAX_FRAMES:
+        raise SourceError(
+            f"frames must be an integer from 2 to {MAX_FRAMES} (clip length), got {options.frames!r}"
+        )
     if options.stride is not None and (not isinstance(options.stride, int) or options.stride < 1):
         raise SourceError(f"stride must be an integer >= 1 or None, got {options.stride!r}")
     if options.size is not None:
         size = tuple(options.size)
-        if len(size) != 2 or not all(isinstance(v, int) and v >= 8 for v in size):
-            raise SourceError(f"size must be (H, W) with integers >= 8, got {options.size!r}")
+        if len(size) != 2 or not all(isinstance(v, int) and 8 <= v <= MAX_SIDE for v in size):
+            raise SourceError(
+                f"size must be (H, W) with integers from 8 to {MAX_SIDE}, got {options.size!r}"
+            )
+        if options.frames * size[0] * size[1] > MAX_PIXELS:
+            raise SourceError(
+                f"a clip of {options.frames} frames of {size[0]}x{size[1]} has more than "
+                f"{MAX_PIXELS} pixels; use fewer frames or a smaller size"
+            )
         options = Options(**{**options.__dict__, "size": size})
     if options.resize not in RESIZE_MODES:
         raise SourceError(f"resize must be one of {RESIZE_MODES}, got {options.resize!r}")
     if not isinstance(options.seed, int) or options.seed < 0:
         raise SourceError(f"seed must be a non-negative integer, got {options.seed!r}")
-    if options.count is not None and (not isinstance(options.count, int) or options.count < 0):
-        raise SourceError(f"count must be a non-negative integer or None, got {options.count!r}")
+    if options.count is not None and (
+        not isinstance(options.count, int) or not 0 <= options.count <= MAX_COUNT
+    ):
+        raise SourceError(
+            f"count must be an integer from 0 to {MAX_COUNT} or None, got {options.count!r}"
+        )
     return options
 
 

@@ -44,12 +44,17 @@ class VideoSource:
 
     name = "videos"
 
-    def __init__(self, root: str, options: Options) -> None:
+    def __init__(self, root: str, options: Options, skip_unreadable: bool = False) -> None:
         if options.count is not None:
             raise SourceError("count applies to the builtin source only; use the split to choose")
         self.root = os.path.abspath(root)
         self.options = options
-        self.clips = VideoClips(self.name, _video_files(self.root), options)
+        self.clips = VideoClips(self.name, _video_files(self.root), options, skip_unreadable)
+
+    @property
+    def unreadable(self) -> dict[str, str]:
+        """Path -> error of the videos left out because their header cannot be read."""
+        return self.clips.unreadable
 
     def sequences(self) -> list[SequenceRef]:
         """Every window of every video, by file name then start frame."""
@@ -77,13 +82,19 @@ class VideoSource:
 class VideoClips:
     """Windows of a fixed list of video files, named by `name -> path` (shared with builtin).
 
-    Keys are "NAME@START" (START the 0-based first frame, 4 digits); the group is NAME.
+    Keys are "NAME@START" (START the 0-based first frame, 4 digits); the group is NAME. With
+    skip_unreadable, a video whose header cannot be read has no windows and is recorded in
+    ``unreadable`` (path -> error) instead of raising SourceError.
     """
 
-    def __init__(self, source: str, paths: dict[str, str], options: Options) -> None:
+    def __init__(
+        self, source: str, paths: dict[str, str], options: Options, skip_unreadable: bool = False
+    ) -> None:
         self.source = source
         self.paths = paths
         self.options = options
+        self.skip_unreadable = skip_unreadable
+        self.unreadable: dict[str, str] = {}
         self._probes: dict[str, Probe] = {}
         self._decoder: _Decoder | None = None
 
@@ -101,7 +112,14 @@ class VideoClips:
         """Every window of every video, by name then start frame."""
         refs = []
         for name in self.paths:
-            starts = window_starts(self.probe(name).frames, self.options.frames, self.options.step)
+            try:
+                count = self.probe(name).frames
+            except SourceError as error:
+                if not self.skip_unreadable:
+                    raise
+                self.unreadable[self.paths[name]] = str(error)
+                continue
+            starts = window_starts(count, self.options.frames, self.options.step)
             refs += [
                 SequenceRef(self.source, f"{name}@{start:04d}", name, None) for start in starts
             ]
