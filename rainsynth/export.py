@@ -95,9 +95,7 @@ In a BasicSR options file:
 """
 
 
-@click.command(
-    "export", epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]}
-)
+@click.command("export", epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False))
 @click.option(
     "--format", "format_", type=click.Choice(FORMATS), default="basicsr", show_default=True,
