@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -33,13 +34,13 @@ def header(card: str) -> dict:
 
 
 def test_card_has_a_hugging_face_metadata_header(data):
-    manifest_command = (data / "README.md").read_text().split("\n\n    ")[1].splitlines()[0]
+    manifest = json.loads((data / "manifest.json").read_text())
     meta = header((data / "README.md").read_text())
     assert meta["license"] == "other" and "scikit" in meta["license_name"]
     assert meta["size_categories"] == ["n<1K"] and meta["task_categories"] == ["image-to-image"]
     assert {"video", "deraining", "synthetic"} <= set(meta["tags"])
-    assert meta["generator"].startswith("rainsynth ")
-    assert meta["generator_command"] == manifest_command
+    assert meta["generator"] == manifest["generator"]
+    assert meta["generator_command"] == manifest["command"]
     assert meta["generator_command"].startswith("rainsynth build --source builtin")
 
 
