@@ -135,8 +135,11 @@ def run_loader(seed: int, threads: int = 1) -> tuple[torch.Tensor, torch.Tensor]
     return torch.cat(clips), torch.cat(threads)
 
 
-def test_dataloader_workers_draw_their_own_reproducible_rain():
-    RandomVideoRain(seed=0)(clean_clip())  # compile before the workers fork
+def test_dataloader_workers_draw_their_own_reproducible_rain(monkeypatch):
+    # compile before the workers fork, and leave a pool of 3 threads here that they must not reuse
+    monkeypatch.setattr(rainsynth._jit, "_threads", 3)
+    RandomVideoRain(seed=0)(clean_clip())
+    monkeypatch.undo()
     here = rainsynth.get_num_threads()
     clips, threads = run_loader(0)
     again, more_threads = run_loader(0, threads=3)
