@@ -130,7 +130,7 @@ class Clips(Dataset):
 def run_loader(seed: int, threads: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     torch.manual_seed(seed)
     transform = RandomVideoRain(seed=3, worker_threads=threads)
-    loader = DataLoader(Clips(transform), batch_size=2, num_workers=2)
+    loader = DataLoader(Clips(transform), batch_size=2, num_workers=2, timeout=120)
     clips, threads = zip(*loader, strict=True)
     return torch.cat(clips), torch.cat(threads)
 
