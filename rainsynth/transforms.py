@@ -103,8 +103,12 @@ class RandomVideoRain:
 
     def __call__(self, clip):
         """Rain over `clip` (see the class docstring); (clip, layers) with return_layers."""
-        rng = np.random.default_rng(self._key())
+        worker = _worker_seed()
+        if worker is not None and self.worker_threads is not None:
+            set_num_threads(self.worker_threads)
+        key = [self.seed, self.calls] if worker is None else [self.seed, self.calls, worker]
         self.calls += 1
+        rng = np.random.default_rng(key)
         if rng.random() >= self.p:
             return (clip, {}) if self.return_layers else clip
         preset = self.presets[rng.integers(len(self.presets))]
@@ -115,28 +119,24 @@ class RandomVideoRain:
             rain, layers = self._rain_over_tensor(clip, preset, seed)
         return (rain, layers) if self.return_layers else rain
 
-    def _key(self) -> list[int]:
-        """The entropy of this call: [seed, call], and the DataLoader worker's seed in a worker."""
-        worker = _worker_seed()
-        if worker is None:
-            return [self.seed, self.calls]
-        if self.calls == 0 and self.worker_threads is not None:
-            set_num_threads(self.worker_threads)
-        return [self.seed, self.calls, worker]
-
     def _rain_over_tensor(self, clip, preset: Preset, seed: int):
         """rain_over for a torch tensor in self.layout: same dtype, layout and device back."""
-        import torch
-
+        torch = sys.modules.get("torch")
+        if torch is None or not isinstance(clip, torch.Tensor):
+            raise TypeError(f"expected a numpy array or a torch tensor, got {type(clip).__name__}")
+        channels = self.layout.index("C")
+        if clip.ndim != 4 or clip.shape[channels] != 3:
+            raise ParamError(
+                f"expected a {self.layout} tensor with 3 channels, got shape {tuple(clip.shape)}"
+            )
         order = (0, 2, 3, 1) if self.layout == "TCHW" else (1, 2, 3, 0)
         frames = clip.detach().permute(*order).cpu()
         if frames.is_floating_point():
             frames = frames.float()
         rain, layers = rain_over(frames.numpy(), preset, seed)
         back = (0, 3, 1, 2) if self.layout == "TCHW" else (3, 0, 1, 2)
-        return torch.from_numpy(rain).permute(*back).to(
-            clip.device, clip.dtype
-        ).contiguous(), layers
+        rain = torch.from_numpy(rain).permute(*back).to(clip.device, clip.dtype)
+        return rain.contiguous(), layers
 
 
 def _worker_seed() -> int | None:

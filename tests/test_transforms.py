@@ -109,6 +109,17 @@ def test_bad_arguments_say_what_is_allowed(kwargs, message):
         RandomVideoRain(**kwargs)
 
 
+def test_bad_clips_say_what_is_expected():
+    with pytest.raises(
+        ParamError, match=r"TCHW tensor with 3 channels, got shape \(3, 24, 40, 3\)"
+    ):
+        RandomVideoRain(seed=0)(torch.from_numpy(clean_clip()))
+    with pytest.raises(ParamError, match=r"\(T, H, W, 3\)"):
+        RandomVideoRain(seed=0)(clean_clip().transpose(0, 3, 1, 2))
+    with pytest.raises(TypeError, match="numpy array or a torch tensor, got list"):
+        RandomVideoRain(seed=0)([clean_clip()])
+
+
 def test_seed_none_draws_a_fresh_seed():
     assert RandomVideoRain().seed != RandomVideoRain().seed
 
