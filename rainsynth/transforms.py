@@ -62,7 +62,7 @@ class RandomVideoRain:
 
     Call ``t(clip)`` with a (T, H, W, 3) numpy array (uint8, or float in [0, 1]) or a torch tensor
     (uint8 or float in [0, 1], 3 channels, ``layout``, any device). The result has the type,
-    dtype, shape, layout and device of the input. The rain of call n is keyed by (seed, n) and,
+    dtype, shape, layout and device of the input, and is contiguous when the input is. The rain of call n is keyed by (seed, n) and,
     inside a ``DataLoader`` worker, by the worker's seed (``torch.utils.data.get_worker_info``),
     so each worker draws its own rain and a run with the same seeds and worker count repeats.
     """
@@ -120,7 +120,9 @@ class RandomVideoRain:
         return (rain, layers) if self.return_layers else rain
 
     def _rain_over_tensor(self, clip, preset: Preset, seed: int):
-        """rain_over for a torch tensor in self.layout: same dtype, layout and device back."""
+        """rain_over for a torch tensor in self.layout: same dtype, layout and device back,
+        contiguous when `clip` is (else a view of channel-last frames, like
+        ``torch.from_numpy(frames).permute(0, 3, 1, 2)``)."""
         torch = sys.modules.get("torch")
         if torch is None or not isinstance(clip, torch.Tensor):
             raise TypeError(f"expected a numpy array or a torch tensor, got {type(clip).__name__}")
@@ -136,7 +138,7 @@ class RandomVideoRain:
         rain, layers = rain_over(frames.numpy(), preset, seed)
         back = (0, 3, 1, 2) if self.layout == "TCHW" else (3, 0, 1, 2)
         rain = torch.from_numpy(rain).permute(*back).to(clip.device, clip.dtype)
-        return rain.contiguous(), layers
+        return (rain.contiguous() if clip.is_contiguous() else rain), layers
 
 
 def _worker_seed() -> int | None:

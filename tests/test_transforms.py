@@ -45,6 +45,8 @@ def test_tensor_keeps_dtype_layout_and_device_and_matches_numpy(layout, dtype):
     tensor = tensor if dtype == torch.uint8 else (tensor / 255).to(dtype)
     rain = RandomVideoRain(seed=5, layout=layout)(tensor)
     assert rain.dtype == dtype and rain.shape == tensor.shape and rain.device == tensor.device
+    assert rain.is_contiguous() == tensor.is_contiguous()
+    assert RandomVideoRain(seed=5, layout=layout)(tensor.contiguous()).is_contiguous()
     expected = RandomVideoRain(seed=5)(clip if dtype == torch.uint8 else clip / np.float32(255))
     back = rain.permute(*np.argsort(order)).float().numpy()
     tolerance = {torch.uint8: 0, torch.float32: 0, torch.bfloat16: 1 / 128}[dtype]
