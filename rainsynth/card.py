@@ -43,8 +43,14 @@ LICENSE_NOTES = {
     "Blender Foundation; bikes, carphone: video-quality test sequences).",
 }
 """What the card says about the licence of each source's frames."""
-SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"))
-"""Hugging Face size_categories by clip count (larger: "100K<n<1M")."""
+SIZE_CATEGORIES = (
+    (10**3, "n<1K"),
+    (10**4, "1K<n<10K"),
+    (10**5, "10K<n<100K"),
+    (10**6, "100K<n<1M"),
+    (10**7, "1M<n<10M"),
+)
+"""Hugging Face size_categories by clip count (below the bound; larger: "10M<n<100M")."""
 
 
 def has_histograms() -> bool:
@@ -265,7 +271,7 @@ def yaml_header(manifest: dict) -> str:
     tags, and the generator's version and command. Values are JSON-quoted (valid YAML).
     """
     clips = len(manifest["clips"])
-    size = next((name for bound, name in SIZE_CATEGORIES if clips < bound), "100K<n<1M")
+    size = next((name for bound, name in SIZE_CATEGORIES if clips < bound), "10M<n<100M")
     source = manifest["source"]["source"]
     fields = {
         "pretty_name": f"rainsynth paired rain/clean video ({source})",
