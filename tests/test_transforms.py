@@ -148,6 +148,7 @@ def run_loader(seed: int, threads: int = 1) -> tuple[torch.Tensor, torch.Tensor]
     return torch.cat(clips), torch.cat(threads)
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_dataloader_workers_draw_their_own_reproducible_rain(monkeypatch):
     # compile before the workers fork, and leave a pool of 3 threads here that they must not reuse
     monkeypatch.setattr(rainsynth._jit, "_threads", 3)
