@@ -41,7 +41,7 @@ def rain_over(
         The rainy frames in the dtype of `frames` (uint8 rounded to nearest), and render's layers.
     """
     clip = render(frames, sample_params(preset, seed=seed, shape=frames.shape[:3]))
-    rain = to_uint8(clip.rain) if frames.dtype == np.uint8 else clip.rain.astype(frames.dtype)
+    rain = to_uint8(clip.rain) if frames.dtype == np.uint8 else clip.rain.astype(frames.dtype, copy=False)
     return rain, clip.layers
 
 
@@ -62,9 +62,10 @@ class RandomVideoRain:
 
     Call ``t(clip)`` with a (T, H, W, 3) numpy array (uint8, or float in [0, 1]) or a torch tensor
     (uint8 or float in [0, 1], 3 channels, ``layout``, any device). The result has the type,
-    dtype, shape, layout and device of the input, and is contiguous when the input is. The rain of call n is keyed by (seed, n) and,
-    inside a ``DataLoader`` worker, by the worker's seed (``torch.utils.data.get_worker_info``),
-    so each worker draws its own rain and a run with the same seeds and worker count repeats.
+    dtype, shape, layout and device of the input, and is contiguous when the input is. The rain
+    of call n is keyed by (seed, n) and, inside a ``DataLoader`` worker, by the worker's seed
+    (``torch.utils.data.get_worker_info``), so each worker draws its own rain and a run with the
+    same seeds and worker count repeats.
     """
 
     def __init__(
