@@ -41,8 +41,9 @@ def rain_over(
         The rainy frames in the dtype of `frames` (uint8 rounded to nearest), and render's layers.
     """
     clip = render(frames, sample_params(preset, seed=seed, shape=frames.shape[:3]))
-    rain = to_uint8(clip.rain) if frames.dtype == np.uint8 else clip.rain.astype(frames.dtype, copy=False)
-    return rain, clip.layers
+    if frames.dtype == np.uint8:
+        return to_uint8(clip.rain), clip.layers
+    return clip.rain.astype(frames.dtype, copy=False), clip.layers
 
 
 class RandomVideoRain:
