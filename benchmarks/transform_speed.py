@@ -12,8 +12,9 @@ every clip once, taking turns, medians of ``--repeats``:
 - ``render here``: ``sample_params`` + ``render`` in this process, as many threads as workers.
 
 A pass includes starting the workers. The target is transform / render >= 0.9: wrapping render
-in the transform costs little. Also checks that two passes with the same seeds and worker count
-give the same bytes.
+in the transform costs little. The CPU time of each pass (all processes) is printed too: unlike
+wall time, it does not depend on how much of the machine other jobs leave free. Also checks that
+two passes with the same seeds and worker count give the same bytes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import resource
 import statistics
 import time
 
@@ -73,13 +75,13 @@ def loader(dataset: Dataset, workers: int, seed: int) -> DataLoader:
     return DataLoader(dataset, batch_size=4, num_workers=workers, worker_init_fn=one_thread)
 
 
-def loader_pass(dataset: Dataset, workers: int, seed: int) -> float:
-    """Seconds for one DataLoader pass over `dataset` (torch seeded with `seed`)."""
+def loader_pass(dataset: Dataset, workers: int, seed: int) -> tuple[float, float]:
+    """(wall, CPU) seconds of one DataLoader pass over `dataset` (torch seeded with `seed`)."""
     batches = loader(dataset, workers, seed)
-    start = time.perf_counter()
+    cpu, start = cpu_seconds(), time.perf_counter()
     for _ in batches:
-        pass
-    return time.perf_counter() - start
+        pass  # at the end the workers exit and are joined, so their CPU time is counted
+    return time.perf_counter() - start, cpu_seconds() - cpu
 
 
 def loader_digest(clips: list[np.ndarray], workers: int, seed: int) -> str:
@@ -90,12 +92,21 @@ def loader_digest(clips: list[np.ndarray], workers: int, seed: int) -> str:
     return digest.hexdigest()
 
 
-def direct_pass(clips: list[np.ndarray], seed: int) -> float:
-    """Seconds for sample_params + render over the clips in this process."""
-    start = time.perf_counter()
+def direct_pass(clips: list[np.ndarray], seed: int) -> tuple[float, float]:
+    """(wall, CPU) seconds of sample_params + render over the clips in this process."""
+    cpu, start = cpu_seconds(), time.perf_counter()
     for index, clip in enumerate(clips):
         rainsynth.render(clip, rainsynth.sample_params("heavy", seed=seed, shape=SHAPE, clip=index))
-    return time.perf_counter() - start
+    return time.perf_counter() - start, cpu_seconds() - cpu
+
+
+def cpu_seconds() -> float:
+    """User + system time of this process and its finished child processes."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main() -> None:
@@ -111,13 +122,14 @@ def main() -> None:
     RenderedClips(clips[:1], 0)[0]
     first, second, other = (loader_digest(clips, args.workers, seed) for seed in (0, 0, 1))
 
-    times: dict[str, list[float]] = {"transform": [], "render": [], "render here": []}
+    times: dict[str, list[tuple[float, float]]] = {"transform": [], "render": [], "render here": []}
     load = os.getloadavg()[0]
     for seed in range(args.repeats):
         times["transform"].append(loader_pass(RainyClips(clips, seed), args.workers, seed))
         times["render"].append(loader_pass(RenderedClips(clips, seed), args.workers, seed))
         times["render here"].append(direct_pass(clips, seed))
-    medians = {name: statistics.median(t) for name, t in times.items()}
+    wall = {name: statistics.median(t[0] for t in runs) for name, runs in times.items()}
+    cpu = {name: statistics.median(t[1] for t in runs) for name, runs in times.items()}
     n = len(clips)
     print(
         f"{n} clips of {'x'.join(map(str, SHAPE))} uint8, heavy preset, {args.workers} workers, "
@@ -129,11 +141,19 @@ def main() -> None:
         ("render", "render in a DataLoader"),
         ("render here", f"render in this process, {args.workers} threads"),
     ):
-        print(f"  {label:38s} {medians[name]:6.2f} s  ({n / medians[name]:5.1f} clips/s)")
-    ratio = medians["render"] / medians["transform"]
-    print(f"  throughput transform / render (DataLoader)   {ratio:5.2f}   (target >= 0.9)")
-    here = medians["render here"] / medians["transform"]
-    print(f"  throughput transform / render in this process {here:5.2f}")
+        print(
+            f"  {label:38s} {wall[name]:5.2f} s ({n / wall[name]:5.1f} clips/s), "
+            f"CPU {cpu[name] / n * 1e3:5.1f} ms/clip"
+        )
+    ratios = (
+        ("throughput transform / render (DataLoader)", wall["render"] / wall["transform"]),
+        ("throughput transform / render in this process", wall["render here"] / wall["transform"]),
+        ("CPU time render in this process / transform", cpu["render here"] / cpu["transform"]),
+    )
+    for label, ratio in ratios:
+        print(
+            f"  {label:46s} {ratio:5.2f}" + ("   (target >= 0.9)" if "DataLoader" in label else "")
+        )
     print(
         f"  same seeds, {args.workers} workers, twice: "
         f"{'identical' if first == second else 'DIFFERENT'} ({first[:16]}); "
