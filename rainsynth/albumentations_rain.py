@@ -1,6 +1,6 @@
 """``RandomVideoRain`` as an albumentations transform, for the frames of one clip (``images=``).
 
-albumentations is not a dependency of rainsynth (install it yourself; importing it imports torch):
+albumentations (2.0 or later) is not a dependency of rainsynth; importing it imports torch:
 
     import albumentations as A
     from rainsynth.albumentations_rain import AlbumentationsVideoRain
