@@ -6,10 +6,15 @@ Deraining with Dual-Level Flow" (Yang, Liu, Feng, CVPR 2019), its losses and too
     loss, terms = derain.derain_loss(out, batch, derain.LossConfig(), model)
 """
 
-from derain.losses import LossConfig, derain_loss, flow_loss_photometric, flow_loss_supervised
-from derain.model import ModelConfig, State, VideoDerainer, build_flownet, build_model
-from derain.padding import InputPadder
-from derain.warp import warp
+from rainsynth.compat import require
+
+require("torch")
+require("safetensors")
+
+from derain.losses import LossConfig, derain_loss, flow_loss_photometric, flow_loss_supervised  # noqa: E402
+from derain.model import ModelConfig, State, VideoDerainer, build_flownet, build_model  # noqa: E402
+from derain.padding import InputPadder  # noqa: E402
+from derain.warp import warp  # noqa: E402
 
 __all__ = [
     "InputPadder",

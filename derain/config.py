@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
+from rainsynth.compat import tomllib
 from rainsynth.errors import RainsynthError
 
 SCHEDULES = ("cosine", "step", "constant")

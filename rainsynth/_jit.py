@@ -65,6 +65,10 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rainsynth")
 
 
+# A forked child (a DataLoader worker) inherits the pools but not their threads: it starts its own.
+os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
 def run_parallel(kernel, count: int, *args) -> None:
     """Run ``kernel(start, stop, *args)`` over [0, count) on ``get_num_threads()`` threads."""
     threads = min(get_num_threads(), count)

@@ -36,6 +36,7 @@ import cv2
 import rainsynth
 from rainsynth import dataset
 from rainsynth.cli import Command
+from rainsynth.compat import require, tomllib
 from rainsynth.errors import RainsynthError, SourceError
 from rainsynth.outputs import check_output
 from rainsynth.params import PRESETS, Preset, load_preset, sample_params
@@ -396,10 +397,9 @@ def _run_pool(jobs: list[Job], spec: SourceSpec, out: Path, workers: int) -> Ite
 
 def _check_scheduler(address: str) -> None:
     """RainsynthError unless ``address`` reads as a Dask scheduler address (HOST:PORT)."""
-    from distributed.comm.addressing import get_address_host_port
-
+    addressing = require("distributed.comm.addressing")
     try:
-        get_address_host_port(address)
+        addressing.get_address_host_port(address)
     except (ValueError, TypeError) as error:
         raise RainsynthError(
             f"--scheduler {address!r} is not a Dask scheduler address, e.g. tcp://host:8786 "
@@ -408,16 +408,15 @@ def _check_scheduler(address: str) -> None:
 
 
 def _run_dask(jobs: list[Job], spec: SourceSpec, out: Path, address: str) -> Iterator[dict]:
-    from distributed import Client, as_completed
-
+    distributed = require("distributed")
     try:
-        client = Client(address, timeout="20s")
+        client = distributed.Client(address, timeout="20s")
     except OSError as error:
         raise RainsynthError(f"cannot reach the Dask scheduler at {address!r}: {error}") from None
     with client:
         futures = [client.submit(build_clip, job, spec, str(out), pure=False) for job in jobs]
         try:
-            for future in as_completed(futures):
+            for future in distributed.as_completed(futures):
                 yield future.result()
         finally:
             client.cancel(futures)
@@ -518,11 +517,11 @@ def _finish(out: Path, manifest: dict) -> None:
 
     Both are skipped when an identical manifest and the card are already there.
     """
-    from rainsynth.card import CARD_FILES, write_card
+    from rainsynth.card import card_files, write_card
 
     data = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
     path = out / MANIFEST
-    card = [out / name for name in CARD_FILES] if manifest["clips"] else [out / CARD_FILES[0]]
+    card = [out / name for name in card_files(manifest)]
     if path.exists() and path.read_bytes() == data and all(p.exists() for p in card):
         return
     write_card(out, manifest)
@@ -659,8 +658,6 @@ def _load_recipe(ctx: click.Context, param: click.Parameter, value: str | None) 
     """Eager --recipe callback: the recipe's values become the defaults of the other options."""
     if value is None:
         return None
-    import tomllib
-
     path = Path(value)
     try:
         recipe = tomllib.loads(path.read_text(encoding="utf-8"))

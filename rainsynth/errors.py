@@ -27,3 +27,7 @@ class ParamError(RainsynthError):
 
 class SourceError(RainsynthError):
     """A source (root folder, list file, video, frame) is missing, unreadable or malformed."""
+
+
+class MissingExtraError(RainsynthError, ImportError):
+    """An optional dependency is not installed; the message names the ``pip install`` to run."""

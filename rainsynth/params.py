@@ -15,8 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
+from rainsynth.compat import tomllib
 from rainsynth.errors import ParamError
 from rainsynth.rng import CLIP_LEVEL, stream
 

@@ -203,3 +203,13 @@ def test_write_atomic_keeps_the_old_file_on_error(tmp_path, monkeypatch):
         dataset.write_atomic(target, b"new")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (5,), (2, 3, 4, 3)])
+def test_to_uint8_is_the_rounded_clipped_numpy_expression(shape):
+    rng = np.random.default_rng(0)
+    values = (rng.random(shape, dtype=np.float32) * 1.2 - 0.1).astype(np.float32)
+    steps = np.arange(4 * 255 + 1, dtype=np.float32) / np.float32(4 * 255)  # exact halves too
+    for x in (values, steps, np.nextafter(steps, 2), np.nextafter(steps, -1)):
+        expected = np.rint(np.clip(x, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
+        np.testing.assert_array_equal(dataset.to_uint8(x), expected)

@@ -1,0 +1,82 @@
+"""Every module imports on this Python; a missing extra is a one-line hint naming its pip install."""
+
+from __future__ import annotations
+
+import configparser
+import importlib
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import derain
+import rainsynth
+from rainsynth.compat import EXTRAS, require
+from rainsynth.errors import MissingExtraError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def modules() -> list[str]:
+    names = []
+    for package in (rainsynth, derain):
+        prefix = package.__name__ + "."
+        names += [m.name for m in pkgutil.walk_packages(package.__path__, prefix)]
+    return sorted(names)
+
+
+@pytest.mark.parametrize("name", modules())
+def test_every_module_imports(name):
+    importlib.import_module(name)
+
+
+def run_without(modules: list[str], code: str, *args: str, cwd: Path | None = None):
+    """Run `code` in a new Python where importing any of `modules` fails as if not installed."""
+    block = "; ".join(f"sys.modules[{m!r}] = None" for m in modules)
+    return subprocess.run(
+        [sys.executable, "-c", f"import sys; {block}; {code}", *args],
+        capture_output=True, text=True, timeout=120, cwd=cwd,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["train", "test", "derain"])
+def test_torch_commands_without_torch_print_the_extra_to_install(command):
+    done = run_without(["torch"], "from rainsynth.cli import main; main()", command, "--help")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0 and len(lines) == 1, done.stderr
+    assert "torch is not installed; run: pip install 'rainsynth[derain]'" in lines[0]
+
+
+def test_require_names_the_extra_or_the_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(MissingExtraError, match=r"pip install 'rainsynth\[dask\]'"):
+        require("distributed")
+    with pytest.raises(ImportError, match="pip install no_such_module_xyz"):
+        require("no_such_module_xyz")
+    assert require("json") is sys.modules["json"]
+
+
+def test_extras_cover_the_optional_modules():
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    extras = config["options.extras_require"]
+    core = config["options"]["install_requires"]
+    for module, extra in EXTRAS.items():
+        package = {"distributed": "dask[distributed]"}.get(module, module)
+        assert package in extras[extra] and package not in core
+    assert "rainsynth[derain,dask,card]" in extras["all"] and "rainsynth[all]" in extras["dev"]
+
+
+@pytest.mark.slow
+def test_build_without_matplotlib_writes_the_card_without_histograms(tmp_path):
+    code = (
+        "from rainsynth.cli import main; main(['build', '--count', '1', '--split', '1/0', "
+        f"'--frames', '2', '--size', '32x48', '--presets', 'light', '-q', '--out', '{tmp_path}'])"
+    )
+    done = run_without(["matplotlib", "torch"], code)
+    assert done.returncode == 0, done.stderr
+    card = (tmp_path / "README.md").read_text()
+    assert "pip install 'rainsynth[card]'" in card and "parameters.png" not in card
+    assert (tmp_path / "preview.png").exists() and not (tmp_path / "parameters.png").exists()
