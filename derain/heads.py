@@ -2,8 +2,8 @@
 
 A head predicts *raw* variables; ``layers_from_raw`` maps them to the physical ones:
 
-    S  streaks               (N,1,H,W)  raw, unbounded
-    U  accumulation flow     (N,1,H,W)  raw, unbounded
+    S  streaks               (N,1,H,W)  raw, unbounded; >= 0 with ModelConfig.additive_rain
+    U  accumulation flow     (N,1,H,W)  raw, unbounded; >= 0 with ModelConfig.additive_rain
     beta transmission        (N,1,H,W)  exp(-k d), the rain model's beta = exp(-k d) (Sec. 3):
                                         optical depth d = softplus(raw "d") (N,1,H,W) per pixel,
                                         scaled by k = clamp(raw "k", 0, 1) (N,1,1,1) per frame,
@@ -134,21 +134,21 @@ def prior_raw(rain: torch.Tensor, direct: bool) -> dict[str, torch.Tensor]:
     return raw
 
 
-class _VeilScale(torch.autograd.Function):
-    """clamp(raw k, 0, 1) whose gradient also passes the clamp when it points back into range."""
+class _InwardClamp(torch.autograd.Function):
+    """clamp(raw, lo, hi) whose gradient also passes the clamp when it points back into range."""
 
     @staticmethod
-    def forward(ctx, raw_k: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(raw_k)
-        return raw_k.clamp(0.0, 1.0)
+    def forward(ctx, raw: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+        ctx.save_for_backward(raw)
+        ctx.bounds = (lo, hi)
+        return raw.clamp(lo, hi)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (raw_k,) = ctx.saved_tensors
-        inward = (
-            ((raw_k >= 0) & (raw_k <= 1)) | ((raw_k < 0) & (grad < 0)) | ((raw_k > 1) & (grad > 0))
-        )
-        return grad * inward
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (raw,) = ctx.saved_tensors
+        lo, hi = ctx.bounds
+        inward = ((raw >= lo) & (raw <= hi)) | ((raw < lo) & (grad < 0)) | ((raw > hi) & (grad > 0))
+        return grad * inward, None, None
 
 
 def veil_scale(raw_k: torch.Tensor) -> torch.Tensor:
@@ -160,12 +160,22 @@ def veil_scale(raw_k: torch.Tensor) -> torch.Tensor:
     raw k back towards [0, 1]; passed outward too, it would push raw k, and the shared features
     with it, ever further for no change in the output. Beta still reaches exactly 1 at k = 0.
     """
-    return _VeilScale.apply(raw_k)
+    return _InwardClamp.apply(raw_k, 0.0, 1.0)
 
 
-def layers_from_raw(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Raw variables -> physical layer variables (S, U, beta, R, A and, for v3, B's residual)."""
+def layers_from_raw(
+    raw: dict[str, torch.Tensor], additive: bool = False
+) -> dict[str, torch.Tensor]:
+    """Raw variables -> physical layer variables (S, U, beta, R, A and, for v3, B's residual).
+
+    additive (ModelConfig.additive_rain): S and U are clamped at 0, as rain only adds light in
+    Eq. 3, with the gradient that can bring them back (``veil_scale``'s rule): where there is no
+    rain they can be exactly 0, so Eq. 6 leaves those pixels alone.
+    """
     layers = {k: v for k, v in raw.items() if k not in ("d", "k")}
+    if additive:
+        for name in ("S", "U"):
+            layers[name] = _InwardClamp.apply(raw[name], 0.0, math.inf)
     layers["beta"] = torch.exp(-veil_scale(raw["k"]) * F.softplus(raw["d"]))  # exp(-k d)
     grey, tint = raw["A"][:, :1], raw["A"][:, 1:]
     layers["A"] = torch.sigmoid(grey + TINT * torch.tanh(tint))

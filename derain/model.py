@@ -77,6 +77,8 @@ class ModelConfig(DictConfig):
     row_position: both stages also read each pixel's row position in the whole frame
         (derain.context.row_positions), which says how far off a view from the ground usually is
         and which training crops otherwise lack.
+    additive_rain: the streaks S and the accumulation flow U are >= 0, as rain only adds light
+        (Eq. 3), and can be exactly 0 where there is none (derain.heads.layers_from_raw).
     """
 
     size: str = "small"
@@ -87,6 +89,7 @@ class ModelConfig(DictConfig):
     use_align: bool = True
     frame_context: bool = False
     row_position: bool = False
+    additive_rain: bool = False
 
     def __post_init__(self):
         if self.size not in SIZES:
@@ -107,6 +110,7 @@ class ModelConfig(DictConfig):
             "use_align",
             "frame_context",
             "row_position",
+            "additive_rain",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
@@ -281,7 +285,7 @@ class VideoDerainer(nn.Module):
         out: dict[str, torch.Tensor] = {}
         if self.sf is not None:
             raw_s = self.sf(rain_t, position, vector)
-            layers_s = layers_from_raw(raw_s)
+            layers_s = layers_from_raw(raw_s, self.config.additive_rain)
             clean_s = self.recovery(rain_t, layers_s)
             out["B_S"] = clean_s
             out.update({f"{k}_S": layers_s[k] for k in LAYER_NAMES})
@@ -300,7 +304,8 @@ class VideoDerainer(nn.Module):
         delta, lstm = self.mf(
             clean_s, clean_prev, raw_s, rain_t, rain_prev, position, vector, state.lstm
         )
-        layers_m = layers_from_raw({k: raw_s[k] + delta[k] for k in raw_s})  # v^M = v^S + delta
+        raw_m = {k: raw_s[k] + delta[k] for k in raw_s}  # v^M = v^S + delta
+        layers_m = layers_from_raw(raw_m, self.config.additive_rain)
         clean_m = self.recovery(rain_t, layers_m)
         out["B"] = clean_m
         out.update({f"{k}_M": layers_m[k] for k in LAYER_NAMES})

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import click
 
+from rainsynth.cli import Command
 from rainsynth.dataset import TEMP_PREFIX, DatasetClip, read_dataset
 from rainsynth.errors import RainsynthError
 
@@ -95,7 +96,7 @@ In a BasicSR options file:
 """
 
 
-@click.command("export", epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("export", cls=Command, epilog=EXAMPLES)
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False))
 @click.option(
     "--format", "format_", type=click.Choice(FORMATS), default="basicsr", show_default=True,
@@ -104,7 +105,11 @@ In a BasicSR options file:
 @click.option("-o", "--out", required=True, type=click.Path(), help="New (or empty) folder.")
 @click.option("--split", default=None, help="Export only this split (train, test).")
 @click.option("--preset", default=None, help="Export only this preset (light, heavy, ...).")
-def export_command(dataset: str, format_: str, out: str, split: str | None, preset: str | None):
+@click.option("--quiet", "-q", is_flag=True, help="No status line.")
+def export_command(
+    dataset: str, format_: str, out: str, split: str | None, preset: str | None, quiet: bool
+):
     """Export a built dataset to another toolkit's layout (hard links where possible)."""
     lines = export_basicsr(dataset, out, split=split, preset=preset)
-    click.echo(f"exported {len(lines)} clips to {out} ({format_}: GT/, LQ/, {META_INFO})")
+    if not quiet:
+        click.echo(f"exported {len(lines)} clips to {out} ({format_}: GT/, LQ/, {META_INFO})")

@@ -24,7 +24,7 @@ from derain.model import build_model
 from rainsynth.cli import COMMANDS, main
 
 NOISE = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
-WRITERS = {"preview", "build", "train", "test", "derain", "pretrain-flow"}
+WRITERS = {"preview", "build", "train", "test", "derain", "pretrain-flow", "export"}
 
 
 def tree(root: Path) -> dict[str, str]:
