@@ -199,6 +199,25 @@ def test_a_shut_veil_gate_learns_only_to_come_back_into_range(k, target):
         assert grad == 0 if shut else grad > 0
 
 
+@settings(max_examples=25, deadline=None)
+@given(raw_s=st.floats(-5.0, 5.0), target=st.sampled_from([0.0, 0.3]))
+def test_additive_rain_is_exactly_zero_below_and_can_come_back(raw_s, target):
+    """layers_from_raw(additive=True): S, U = max(raw, 0); the gradient passes 0 only inward."""
+    raw = prior_raw(torch.rand(1, 3, 4, 4), direct=False)
+    for name in ("S", "U"):
+        raw[name] = torch.full_like(raw[name], raw_s).requires_grad_(True)
+    layers = layers_from_raw(raw, additive=True)
+    sum(((layers[n] - target) ** 2).sum() for n in ("S", "U")).backward()
+    for name in ("S", "U"):
+        assert (layers[name] == max(raw_s, 0.0)).all()
+        grad = raw[name].grad
+        if raw_s < 0 and target == 0.0:  # already none, and none asked for: no push further down
+            assert not grad.any()
+        elif raw_s < 0:  # rain asked for where there is none: descent raises raw S
+            assert (grad < 0).all()
+    torch.testing.assert_close(layers_from_raw(raw)["S"], raw["S"])  # off: unbounded as before
+
+
 # --- the model ---------------------------------------------------------------------------------
 
 
