@@ -39,6 +39,7 @@ from torch import nn
 from torch.func import functional_call
 
 from derain.dict_config import DictConfig
+from derain.metrics import NO_RAIN
 from derain.model import LAYER_NAMES, VideoDerainer
 from derain.recovery import residual_target
 from derain.warp import in_frame, warp
@@ -142,14 +143,10 @@ def variable_loss(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tenso
     )
 
 
-NO_STREAK = 0.5 / 255
-"""A ground-truth streak value below half an 8-bit level counts as no streak."""
-
-
 def streak_free_loss(outputs: dict[str, torch.Tensor], streaks: torch.Tensor) -> torch.Tensor:
     """L_Streak-Free: Charbonnier of S^S and S^M where the ground truth S (N,T,1,H,W) is below
-    NO_STREAK, averaged over those pixels (0 when there are none)."""
-    free = (streaks.float() < NO_STREAK).float()
+    NO_RAIN, averaged over those pixels (0 when there are none)."""
+    free = (streaks.float() < NO_RAIN).float()
     count = free.sum().clamp(min=1.0)
     return sum((charbonnier(outputs[f"S_{s}"].float()) * free).sum() / count
                for s in _stages(outputs))  # fmt: skip

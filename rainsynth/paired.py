@@ -25,7 +25,7 @@ import numpy as np
 
 from rainsynth.dataset import CLIP_FILE, read_dataset, to_float
 from rainsynth.errors import RainsynthError
-from rainsynth.sources.base import IMAGE_EXTENSIONS, natural_key, read_image
+from rainsynth.sources.base import IMAGE_EXTENSIONS, natural_key, read_images
 
 RAIN_WORDS = ("rain", "rainy", "lq", "input")
 CLEAN_WORDS = ("gt", "clean", "hq", "target", "norain")
@@ -54,11 +54,11 @@ class PairedClip:
 
     def rain(self, frames: slice = slice(None)) -> np.ndarray:
         """The rain frames (T, H, W, 3) float32 in [0, 1]."""
-        return to_float(_read_frames(self.rain_files[frames]))
+        return to_float(read_images(self.rain_files[frames]))
 
     def clean(self, frames: slice = slice(None)) -> np.ndarray:
         """The clean frames (T, H, W, 3) float32 in [0, 1]."""
-        return to_float(_read_frames(self.clean_files[frames]))
+        return to_float(read_images(self.clean_files[frames]))
 
     def layers(self) -> None:
         """No rain layers are known."""
@@ -173,13 +173,3 @@ def _frames(folder: Path) -> dict[str, str]:
                 raise RainsynthError(f"{frames[path.stem]} and {path} are two frames of one name")
             frames[path.stem] = str(path)
     return frames
-
-
-def _read_frames(files: tuple[str, ...]) -> np.ndarray:
-    """(T, H, W, 3) uint8 RGB from image files of one size."""
-    first = read_image(files[0])
-    out = np.empty((len(files), *first.shape), np.uint8)
-    out[0] = first
-    for i, path in enumerate(files[1:], 1):
-        read_image(path, out=out[i])
-    return out

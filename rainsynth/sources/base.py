@@ -173,6 +173,17 @@ def read_image(path: str, out: np.ndarray | None = None) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=out)
 
 
+def read_images(paths) -> np.ndarray:
+    """(T, H, W, 3) uint8 RGB from image files of one size (read_image's errors, and one naming
+    a frame whose size differs from the first's)."""
+    first = read_image(paths[0])
+    frames = np.empty((len(paths), *first.shape), np.uint8)
+    frames[0] = first
+    for i, path in enumerate(paths[1:], 1):
+        read_image(path, out=frames[i])
+    return frames
+
+
 def fit_frame(frame: np.ndarray, size: tuple[int, int] | None, mode: str) -> np.ndarray:
     """Resize one (h, w, 3) uint8 frame to size (H, W).
 

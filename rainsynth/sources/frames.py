@@ -22,6 +22,7 @@ from rainsynth.sources.base import (
     fit_frame,
     natural_key,
     read_image,
+    read_images,
     window_starts,
 )
 
@@ -78,11 +79,7 @@ class FrameFolderSource:
             )
         size, mode = self.options.size, self.options.resize
         if size is None:
-            first_frame = read_image(files[0])
-            frames = np.empty((len(files), *first_frame.shape), np.uint8)
-            frames[0] = first_frame
-            for i, path in enumerate(files[1:], 1):
-                read_image(path, out=frames[i])
+            frames = read_images(files)
         else:
             frames = np.stack([fit_frame(read_image(path), size, mode) for path in files])
         return Sequence(ref, frames, None, files)

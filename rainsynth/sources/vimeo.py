@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from rainsynth.errors import SourceError
 from rainsynth.sources.base import (
     Options,
     Sequence,
     SequenceRef,
     fit_frames,
-    read_image,
+    read_images,
     window_starts,
 )
 
@@ -70,12 +68,7 @@ class VimeoSource:
         files = tuple(
             os.path.join(folder, f"im{i}.png") for i in range(first, first + self.options.frames)
         )
-        first_frame = read_image(files[0])
-        frames = np.empty((len(files), *first_frame.shape), np.uint8)
-        frames[0] = first_frame
-        for i, path in enumerate(files[1:], 1):
-            read_image(path, out=frames[i])
-        frames = fit_frames(frames, self.options.size, self.options.resize)
+        frames = fit_frames(read_images(files), self.options.size, self.options.resize)
         return Sequence(ref, frames, None, files)
 
     def describe(self) -> dict:
