@@ -151,6 +151,11 @@ class _InwardClamp(torch.autograd.Function):
         return grad * inward, None, None
 
 
+def inward_clamp(raw: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """clamp(raw, lo, hi) whose gradient also passes the clamp when it points back into range."""
+    return _InwardClamp.apply(raw, lo, hi)
+
+
 def veil_scale(raw_k: torch.Tensor) -> torch.Tensor:
     """k = clamp(raw_k, 0, 1), (N,1,1,1), with a gradient that can bring k back into [0, 1].
 
@@ -160,7 +165,7 @@ def veil_scale(raw_k: torch.Tensor) -> torch.Tensor:
     raw k back towards [0, 1]; passed outward too, it would push raw k, and the shared features
     with it, ever further for no change in the output. Beta still reaches exactly 1 at k = 0.
     """
-    return _InwardClamp.apply(raw_k, 0.0, 1.0)
+    return inward_clamp(raw_k, 0.0, 1.0)
 
 
 def layers_from_raw(
@@ -175,7 +180,7 @@ def layers_from_raw(
     layers = {k: v for k, v in raw.items() if k not in ("d", "k")}
     if additive:
         for name in ("S", "U"):
-            layers[name] = _InwardClamp.apply(raw[name], 0.0, math.inf)
+            layers[name] = inward_clamp(raw[name], 0.0, math.inf)
     layers["beta"] = torch.exp(-veil_scale(raw["k"]) * F.softplus(raw["d"]))  # exp(-k d)
     grey, tint = raw["A"][:, :1], raw["A"][:, 1:]
     layers["A"] = torch.sigmoid(grey + TINT * torch.tanh(tint))

@@ -11,7 +11,8 @@ penalty on the end-point distance |F - F_gt|.
 - L_Rect: the clean estimates of both stages, B^S and B^M, against B.
 - L_Var: the layer variables S, U, beta, A, R of both stages against the dataset's layers. Eq. 6
   has no occlusion term, so R's target is what makes Eq. 6 exact: R = B - (O~ - U - S - (1-beta) A)
-  / max(beta, 0.1) (derain.recovery.residual_target).
+  / max(beta, 0.1) (derain.recovery.residual_target). With ModelConfig.rain_gate, also the gate g
+  against whether the frame has rain at all (derain.gate.rain_present).
 - L_Opt-Fine (fine-level flow): the brightness-constancy terms [dB/dx, dB/dy, dB/dt] of the output
   clip against the ground truth's (forward differences; dB/dt between consecutive frames).
 - L_Opt-Reg (regularised flow): the flow net on consecutive outputs (B^M_{t-1}, B^M_t) against the
@@ -39,6 +40,7 @@ from torch import nn
 from torch.func import functional_call
 
 from derain.dict_config import DictConfig
+from derain.gate import rain_present
 from derain.metrics import NO_RAIN
 from derain.model import LAYER_NAMES, VideoDerainer
 from derain.recovery import residual_target
@@ -136,11 +138,15 @@ def layer_targets(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def variable_loss(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """L_Var: each layer variable of each stage against its ground truth, summed."""
+    """L_Var: each layer variable of each stage (and the rain gate) against its ground truth,
+    summed."""
     targets = layer_targets(batch)
-    return sum(
+    loss = sum(
         _distance(outputs[f"{k}_{s}"], targets[k]) for s in _stages(outputs) for k in LAYER_NAMES
     )
+    if "g" in outputs:
+        loss = loss + _distance(outputs["g"], rain_present(batch["O"], batch["B"]))
+    return loss
 
 
 def streak_free_loss(outputs: dict[str, torch.Tensor], streaks: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,9 @@ Per frame t (``VideoDerainer.step``):
     raw^M_t          = raw^S_t + delta_t                           v^M = v^S + delta
     B^M_t            = Eq. 6(O~_t, layers(raw^M_t))                the output
 
+With rain_gate (not in the paper, derain.gate), both clean estimates become O~_t + g_t (B_t - O~_t),
+with g_t in [0, 1] from RainGate(O~_t, c_t): 0 gives a rain-free frame back exactly.
+
 At t = 0 the "previous" frame is the current one (B^S_0, O~_0) and the flow is zero. The whole
 frame of c_t and p_t is O~_t itself unless O~_t is a crop or tile of a larger frame
 (derain.context).
@@ -31,6 +34,7 @@ from derain.context import CONTEXT_SIZE, ContextNet, frame_context, row_position
 from derain.convlstm import LSTMState
 from derain.dict_config import DictConfig
 from derain.flownet import PyramidFlowNet
+from derain.gate import RainGate, gated
 from derain.heads import layers_from_raw, prior_raw
 from derain.mf_alignnet import MFAlignNet
 from derain.mf_derainnet import MFDerainNet
@@ -79,6 +83,8 @@ class ModelConfig(DictConfig):
         and which training crops otherwise lack.
     additive_rain: the streaks S and the accumulation flow U are >= 0, as rain only adds light
         (Eq. 3), and can be exactly 0 where there is none (derain.heads.layers_from_raw).
+    rain_gate: a per-frame gate g in [0, 1] scales both stages' change to the frame (derain.gate):
+        g = 0 returns a rain-free frame exactly as it came.
     """
 
     size: str = "small"
@@ -90,6 +96,7 @@ class ModelConfig(DictConfig):
     frame_context: bool = False
     row_position: bool = False
     additive_rain: bool = False
+    rain_gate: bool = False
 
     def __post_init__(self):
         if self.size not in SIZES:
@@ -111,6 +118,7 @@ class ModelConfig(DictConfig):
             "frame_context",
             "row_position",
             "additive_rain",
+            "rain_gate",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
@@ -176,6 +184,7 @@ class VideoDerainer(nn.Module):
         "S_M", "U_M", "beta_M", "R_M", "A_M": the MF layers, same shapes
         "flow"  F_t (N,2,H,W), backward flow from B^M_{t-1} to B^S_t in pixels; zeros at t = 0 and
                 without MF-AlignNet (v4)
+        "g"     the rain gate g_t (N,1,1,1) in [0, 1]                -- only with rain_gate
     ``forward`` runs a clip (N,T,3,H,W) and stacks the same keys on dim 1, e.g. "B" (N,T,3,H,W).
     H and W must be multiples of ``size_multiple`` (pad with derain.InputPadder).
     ``context`` (N,3,64,64) per frame, or (N,T,3,64,64) per clip, is derain.context.frame_context
@@ -208,6 +217,7 @@ class VideoDerainer(nn.Module):
             config.channels, config.n_res, context, config.use_lstm, direct, position
         )
         self.recovery = InverseRecovery(enabled=config.use_recovery)
+        self.gate = RainGate(config.channels, context) if config.rain_gate else None
         self.size_multiple = max(2 ** (len(config.channels) - 1), self.flownet.size_multiple)
 
     @property
@@ -283,10 +293,13 @@ class VideoDerainer(nn.Module):
         vector = self.context_vector(rain_t, context)
         position = self.position_map(rain_t, rows)
         out: dict[str, torch.Tensor] = {}
+        gate = None
+        if self.gate is not None:
+            gate = out["g"] = self.gate(rain_t, vector)
         if self.sf is not None:
             raw_s = self.sf(rain_t, position, vector)
             layers_s = layers_from_raw(raw_s, self.config.additive_rain)
-            clean_s = self.recovery(rain_t, layers_s)
+            clean_s = self._clean(rain_t, layers_s, gate)
             out["B_S"] = clean_s
             out.update({f"{k}_S": layers_s[k] for k in LAYER_NAMES})
         else:
@@ -306,11 +319,18 @@ class VideoDerainer(nn.Module):
         )
         raw_m = {k: raw_s[k] + delta[k] for k in raw_s}  # v^M = v^S + delta
         layers_m = layers_from_raw(raw_m, self.config.additive_rain)
-        clean_m = self.recovery(rain_t, layers_m)
+        clean_m = self._clean(rain_t, layers_m, gate)
         out["B"] = clean_m
         out.update({f"{k}_M": layers_m[k] for k in LAYER_NAMES})
         out["flow"] = flow
         return out, State(clean_m, rain_t, lstm)
+
+    def _clean(
+        self, rain_t: torch.Tensor, layers: dict[str, torch.Tensor], gate: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Eq. 6 of the layers, through the rain gate when the model has one."""
+        clean = self.recovery(rain_t, layers)
+        return clean if gate is None else gated(rain_t, clean, gate)
 
     def forward(
         self,
