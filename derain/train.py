@@ -169,7 +169,7 @@ def train_step(
     net = model.module if isinstance(model, DistributedDataParallel) else model
     optimizer.zero_grad(set_to_none=True)
     with autocast(device, config.run.amp):
-        outputs = model(batch["O"], batch.get("O_context"), batch.get("rows"))
+        outputs = model(batch["rain"], batch.get("rain_context"), batch.get("rows"))
         loss, terms = derain_loss(outputs, batch, config.loss, model=net)
     loss.backward()
     clip_gradients(net, config.optim.grad_clip)
@@ -380,7 +380,13 @@ def _train(
         config.data, config.run.seed, config.model.frame_context, config.model.row_position
     )
     sampler = KeyedBatchSampler(
-        len(dataset), config.data.batch_size, config.run.seed, start, total, ddp.rank, ddp.world
+        dataset.num_clips,
+        config.data.batch_size,
+        config.run.seed,
+        start,
+        total,
+        ddp.rank,
+        ddp.world,
     )
     loader = make_loader(dataset, sampler, config.data.workers, device.type == "cuda")
     terms = ["total", *(k for k, v in config.loss.to_dict().items() if v)]

@@ -21,7 +21,7 @@ from derain_helpers import (
 
 from derain.checkpoint import CheckpointError, latest_checkpoint, load_model, read_weights
 from derain.config import ConfigError, TrainConfig
-from derain.data import DatasetClips, SampleKey, collate, training_dataset
+from derain.data import PairedClips, SampleKey, collate, training_dataset
 from derain.losses import derain_loss
 from derain.model import build_model
 from derain.train import TrainingError, clip_gradients, train, train_command
@@ -35,13 +35,13 @@ def dataset(tmp_path_factory):
 
 
 def _fixed_batch(data: Path) -> dict[str, torch.Tensor]:
-    clips = DatasetClips([str(data)], "train", (), 3, None)
-    return collate([clips[SampleKey(i, 0, i, 0)] for i in range(len(clips))])
+    clips = PairedClips(data, frames=3)  # the first 3 frames of each clip, whole
+    return collate([clips[i] for i in range(len(clips))])
 
 
 def _loss(model, batch, config) -> float:
     with torch.no_grad():
-        return derain_loss(model(batch["O"][..., :32, :32]), _crop(batch), config.loss, model)[
+        return derain_loss(model(batch["rain"][..., :32, :32]), _crop(batch), config.loss, model)[
             0
         ].item()
 
@@ -97,7 +97,7 @@ def test_a_model_trains_on_the_whole_frame_facts_it_reads(dataset, tmp_path, mon
     def spy(data, seed, context=False, rows=False):
         clips = training_dataset(data, seed, context, rows)
         sample = clips[SampleKey(0, 0, 0, 0)]
-        seen.append(("O_context" in sample, "rows" in sample))
+        seen.append(("rain_context" in sample, "rows" in sample))
         return clips
 
     monkeypatch.setattr(train_module, "training_dataset", spy)
