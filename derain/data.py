@@ -337,8 +337,10 @@ class PairedClips(KeyedClips):
 
     def _windows(self, stride: int) -> np.ndarray:
         """(len, 2) int64: (clip index, first frame) of each window."""
-        if stride < 1:
-            raise RainsynthError(f"stride must be an integer >= 1; got {stride}")
+        if self.frames < 1 or stride < 1:
+            raise RainsynthError(
+                f"frames and stride must be integers >= 1; got {self.frames} and {stride}"
+            )
         starts = [
             (index, t0)
             for index, clip in enumerate(self.clips)
@@ -525,6 +527,12 @@ def training_dataset(data, seed: int, context: bool = False, rows: bool = False)
             root=data.online_root,
             presets=data.online_presets,
         )
+    return config_clips(data, seed, augment)
+
+
+def config_clips(data, seed: int, augment: Augment, **options) -> PairedClips:
+    """The PairedClips of a DataConfig's datasets, as training and flow pretraining read them:
+    the flow where known (batched by :func:`collate`); ``options``: more PairedClips keywords."""
     return PairedClips(
         data.datasets,
         data.frames,
@@ -535,4 +543,5 @@ def training_dataset(data, seed: int, context: bool = False, rows: bool = False)
         augment=augment,
         flow=True,
         cache=data.cache,
+        **options,
     )

@@ -40,7 +40,7 @@ from derain.checkpoint import (
     save_weights,
 )
 from derain.config import ConfigError, TrainConfig
-from derain.data import Augment, KeyedBatchSampler, PairedClips, SourceClips, make_loader
+from derain.data import Augment, KeyedBatchSampler, SourceClips, config_clips, make_loader
 from derain.losses import flow_loss_photometric, flow_loss_supervised
 from derain.model import build_flownet
 from derain.train import (
@@ -78,19 +78,7 @@ def flow_dataset(config: TrainConfig, clips: str, flow_only: bool = False):
             root=data.online_root,
             synthetic_only=flow_only,
         )
-    return PairedClips(
-        data.datasets,
-        data.frames,
-        tuple(data.crop),
-        split=data.split,
-        presets=data.presets,
-        seed=config.run.seed,
-        augment=augment,
-        clean_only=True,
-        flow=True,
-        flow_only=flow_only,
-        cache=data.cache,
-    )
+    return config_clips(data, config.run.seed, augment, clean_only=True, flow_only=flow_only)
 
 
 def flow_terms(

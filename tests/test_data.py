@@ -355,7 +355,9 @@ def test_dataset_presets_filter_and_errors(dataset):
         PairedClips(dataset, 9)
     with pytest.raises(RainsynthError, match="no train clips"):
         PairedClips(dataset, 3, presets=("streaks",))
-    with pytest.raises(RainsynthError, match="stride must be an integer >= 1; got 0"):
+    with pytest.raises(
+        RainsynthError, match="frames and stride must be integers >= 1; got 3 and 0"
+    ):
         PairedClips(dataset, 3, stride=0)
 
 
