@@ -53,7 +53,7 @@ from derain.checkpoint import (
     save_weights,
 )
 from derain.config import DEVICE_HELP, ConfigError, TrainConfig, is_device
-from derain.data import KeyedBatchSampler, make_loader, training_dataset
+from derain.data import KeyedBatchSampler, PairedClips, make_loader, training_dataset
 from derain.losses import derain_loss
 from derain.model import VideoDerainer, build_model
 from rainsynth.cli import Command
@@ -175,6 +175,19 @@ def train_step(
     clip_gradients(net, config.optim.grad_clip)
     optimizer.step()
     return terms
+
+
+def check_layers(dataset, config: TrainConfig) -> None:
+    """ConfigError when a loss that needs the rain layers (L_Var, L_Streak-Free) meets clips
+    without them (paired folders)."""
+    if not isinstance(dataset, PairedClips) or not (config.loss.var or config.loss.streak_free):
+        return
+    bare = next((c for c in dataset.clips if not c.has_layers), None)
+    if bare is not None:
+        raise ConfigError(
+            f"[data] datasets: {bare.path} has no rain layers (a paired folder), which "
+            "loss.var and loss.streak_free need; set both to 0 to train on it"
+        )
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig):
@@ -379,6 +392,7 @@ def _train(
     dataset = training_dataset(
         config.data, config.run.seed, config.model.frame_context, config.model.row_position
     )
+    check_layers(dataset, config)
     sampler = KeyedBatchSampler(
         dataset.num_clips,
         config.data.batch_size,

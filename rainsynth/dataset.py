@@ -321,6 +321,11 @@ class DatasetClip:
             return {key: archive[key] for key in archive.files}
 
     @property
+    def has_layers(self) -> bool:
+        """True: a built clip stores its rain layers."""
+        return True
+
+    @property
     def has_flow(self) -> bool:
         """Whether the dataset stores this clip's exact flow."""
         return (self.path / FLOW_FILE).exists()

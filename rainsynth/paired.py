@@ -79,6 +79,11 @@ class PairedClip:
         return None
 
     @property
+    def has_layers(self) -> bool:
+        """No rain layers are known: False."""
+        return False
+
+    @property
     def has_flow(self) -> bool:
         """No flow is known: False."""
         return False

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -87,6 +89,24 @@ def test_online_rain_training_runs(dataset, tmp_path):
         tiny_config(dataset, tmp_path / "run", data=online, optim={"iterations": 2})
     )
     assert read_weights(train(config, progress=False))[1]["iteration"] == "2"
+
+
+def test_training_reads_a_paired_folder_with_the_losses_that_need_no_layers(tmp_path):
+    rng = np.random.default_rng(0)
+    for side in ("LQ", "GT"):
+        (tmp_path / "paired" / side).mkdir(parents=True)
+        for t in range(4):
+            frame = rng.integers(0, 256, (40, 40, 3), np.uint8)
+            cv2.imwrite(str(tmp_path / "paired" / side / f"{t:04d}.png"), frame)
+    config = TrainConfig.from_dict(tiny_config(tmp_path / "paired", tmp_path / "run"))
+    with pytest.raises(ConfigError, match=r"LQ has no rain layers .* set both to 0"):
+        train(config, progress=False)
+    bare = config.replace(
+        loss={"var": 0.0, "flow_sup": 0.0},
+        optim={"iterations": 1},
+        run={"out": str(tmp_path / "bare")},
+    )
+    assert train(bare, progress=False).exists()
 
 
 def test_a_model_trains_on_the_whole_frame_facts_it_reads(dataset, tmp_path, monkeypatch):
