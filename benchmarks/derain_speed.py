@@ -86,14 +86,14 @@ def seconds_per_iteration(size: str, device: torch.device, iterations: int) -> t
         return torch.rand(*shape, generator=g).to(device)
 
     batch = {
-        "O": rand(n, t, 3, h, w),
-        "B": rand(n, t, 3, h, w),
+        "rain": rand(n, t, 3, h, w),
+        "clean": rand(n, t, 3, h, w),
         **{k: rand(n, t, 1, h, w) for k in ("S", "U", "beta", "alpha")},
         **{k: rand(n, t, 3, 1, 1) for k in ("A", "M")},
         "flow": rand(n, t - 1, 2, h, w) * 4 - 2,
     }
     if config.model.frame_context:
-        batch["O_context"] = rand(n, t, 3, CONTEXT_SIZE, CONTEXT_SIZE)
+        batch["rain_context"] = rand(n, t, 3, CONTEXT_SIZE, CONTEXT_SIZE)
     if config.model.row_position:
         rows = row_positions(0, h, 2 * h).view(1, 1, 1, h, 1).expand(n, t, 1, h, 1)
         batch["rows"] = rows.to(device)

@@ -50,11 +50,12 @@ def is_device(name: object) -> bool:
 class DataConfig:
     """Where training clips come from and how they are cut.
 
-    datasets: folders built by ``rainsynth build`` (ignored when online); split: which split of
+    datasets: folders built by ``rainsynth build``, or paired folders (rainsynth.paired: no
+    layers, so only with var = streak_free = 0) (ignored when online); split: which split of
     them; presets: which presets (empty = all). frames: clip length T; crop: (H, W) random crop;
     hflip / vflip / reverse: random horizontal flip, vertical flip (off by default: rain falls
     down), temporal reversal. cache: keep the built datasets' clips in memory, 8-bit, after their
-    first read (about 8 MB per 7-frame 448x256 clip and data worker; derain.data.DatasetClips).
+    first read (about 8 MB per 7-frame 448x256 clip and data worker; derain.data.PairedClips).
     online: render fresh rain every epoch over clean clips of ``online_source`` (its folder
     ``online_root``, "" for builtin; ``online_clips`` builtin synthetic clips; frames resized to
     ``online_size``) with ``online_presets``.

@@ -40,7 +40,7 @@ from derain.checkpoint import (
     save_weights,
 )
 from derain.config import ConfigError, TrainConfig
-from derain.data import Augment, DatasetClips, KeyedBatchSampler, SourceClips, make_loader
+from derain.data import Augment, KeyedBatchSampler, SourceClips, config_clips, make_loader
 from derain.losses import flow_loss_photometric, flow_loss_supervised
 from derain.model import build_flownet
 from derain.train import (
@@ -65,36 +65,27 @@ def flow_dataset(config: TrainConfig, clips: str, flow_only: bool = False):
     flow_only: only clips with exact flow (of the builtin source, its synthetic clips).
     """
     data = config.data
-    augment = Augment(tuple(data.crop), data.hflip, data.vflip, reverse=False)
+    augment = Augment(data.hflip, data.vflip, reverse=False)
     if clips == "source":
         return SourceClips(
             data.online_source,
             data.frames,
             tuple(data.online_size),
             data.online_clips,
+            tuple(data.crop),
             augment,
             config.run.seed,
             root=data.online_root,
             synthetic_only=flow_only,
         )
-    return DatasetClips(
-        data.datasets,
-        data.split,
-        data.presets,
-        data.frames,
-        augment,
-        config.run.seed,
-        clean_only=True,
-        flow_only=flow_only,
-        cache=data.cache,
-    )
+    return config_clips(data, config.run.seed, augment, clean_only=True, flow_only=flow_only)
 
 
 def flow_terms(
     flownet: torch.nn.Module, batch: dict[str, torch.Tensor], mode: str
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss of one batch: clean clips "B" (N,T,3,H,W), optional "flow" (N,T-1,2,H,W)."""
-    clean = batch["B"]
+    """Loss of one batch: clean clips "clean" (N,T,3,H,W), optional "flow" (N,T-1,2,H,W)."""
+    clean = batch["clean"]
     n, t, c, h, w = clean.shape
     prev = clean[:, :-1].reshape(n * (t - 1), c, h, w)
     cur = clean[:, 1:].reshape(n * (t - 1), c, h, w)
@@ -159,7 +150,9 @@ def pretrain_flow(
     else:
         exact = mode == "supervised"
     dataset = flow_dataset(config, clips, flow_only=exact)
-    sampler = KeyedBatchSampler(len(dataset), config.data.batch_size, config.run.seed, start, total)
+    sampler = KeyedBatchSampler(
+        dataset.num_clips, config.data.batch_size, config.run.seed, start, total
+    )
     loader = make_loader(dataset, sampler, config.data.workers, device.type == "cuda")
     names = ["total", "epe", *(["supervised"] if mode != "photometric" else [])]
     names += ["photometric"] if mode != "supervised" else []

@@ -25,8 +25,8 @@ penalty on the end-point distance |F - F_gt|.
   there, but diluted over every pixel; this term keeps the streak layer from taking bright texture
   (leaves, highlights) for rain, which Eq. 6 would then subtract from the clean frame.
 
-Batch keys (torch, (N,T,C,H,W)): "B" clean, "O" rain, "S", "U", "beta" (1 channel), "A" (N,T,3,1,1),
-optional "flow" (N,T-1,2,H,W) backward flow with "flow_valid" (N,) bool (which samples have it).
+Batch keys (torch, (N,T,C,H,W), as derain.data gives them): "clean" B, "rain" O~, "S", "U",
+"beta" (1 channel), "A" (N,T,3,1,1), optional "flow" (N,T-1,2,H,W) backward flow with "flow_valid" (N,) bool (which samples have it).
 """
 
 from __future__ import annotations
@@ -127,12 +127,14 @@ def rect_loss(outputs: dict[str, torch.Tensor], clean: torch.Tensor) -> torch.Te
 
 def layer_targets(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Ground truth of the layer variables S, U, beta, A and R (Eq. 6's residual) of a batch."""
-    missing = [k for k in ("B", "O", "S", "U", "beta", "A") if k not in batch]
+    missing = [k for k in ("clean", "rain", "S", "U", "beta", "A") if k not in batch]
     if missing:
         raise ValueError(f"L_Var needs the batch's ground-truth layers; missing {missing}")
     targets = {k: batch[k].float() for k in ("S", "U", "beta", "A")}
     targets["R"] = residual_target(
-        batch["B"].float(), batch["O"].float(), *(targets[k] for k in ("S", "U", "beta", "A"))
+        batch["clean"].float(),
+        batch["rain"].float(),
+        *(targets[k] for k in ("S", "U", "beta", "A")),
     )
     return targets
 
@@ -264,7 +266,7 @@ def derain_loss(
     model: needed for L_Opt-Reg (its flow net); with it, L_Flow is skipped when the model does not
     align frames (v4). Each term is exactly zero when the outputs equal the ground truth.
     """
-    clean = batch["B"]
+    clean = batch["clean"]
     net = _unwrap(model)
     terms: dict[str, torch.Tensor] = {}
     if config.rect:

@@ -53,7 +53,7 @@ from derain.checkpoint import (
     save_weights,
 )
 from derain.config import DEVICE_HELP, ConfigError, TrainConfig, is_device
-from derain.data import KeyedBatchSampler, make_loader, training_dataset
+from derain.data import KeyedBatchSampler, PairedClips, make_loader, training_dataset
 from derain.losses import derain_loss
 from derain.model import VideoDerainer, build_model
 from rainsynth.cli import Command
@@ -169,12 +169,25 @@ def train_step(
     net = model.module if isinstance(model, DistributedDataParallel) else model
     optimizer.zero_grad(set_to_none=True)
     with autocast(device, config.run.amp):
-        outputs = model(batch["O"], batch.get("O_context"), batch.get("rows"))
+        outputs = model(batch["rain"], batch.get("rain_context"), batch.get("rows"))
         loss, terms = derain_loss(outputs, batch, config.loss, model=net)
     loss.backward()
     clip_gradients(net, config.optim.grad_clip)
     optimizer.step()
     return terms
+
+
+def check_layers(dataset, config: TrainConfig) -> None:
+    """ConfigError when a loss that needs the rain layers (L_Var, L_Streak-Free) meets clips
+    without them (paired folders)."""
+    if not isinstance(dataset, PairedClips) or not (config.loss.var or config.loss.streak_free):
+        return
+    bare = next((c for c in dataset.clips if not c.has_layers), None)
+    if bare is not None:
+        raise ConfigError(
+            f"[data] datasets: {bare.path} has no rain layers (a paired folder), which "
+            "loss.var and loss.streak_free need; set both to 0 to train on it"
+        )
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig):
@@ -379,8 +392,15 @@ def _train(
     dataset = training_dataset(
         config.data, config.run.seed, config.model.frame_context, config.model.row_position
     )
+    check_layers(dataset, config)
     sampler = KeyedBatchSampler(
-        len(dataset), config.data.batch_size, config.run.seed, start, total, ddp.rank, ddp.world
+        dataset.num_clips,
+        config.data.batch_size,
+        config.run.seed,
+        start,
+        total,
+        ddp.rank,
+        ddp.world,
     )
     loader = make_loader(dataset, sampler, config.data.workers, device.type == "cuda")
     terms = ["total", *(k for k, v in config.loss.to_dict().items() if v)]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
+from numba.extending import overload
 
 from rainsynth._jit import jit, run_parallel
 from rainsynth.accumulation import DepthProvider, as_depth_provider, atmospheric_light, transmission
@@ -28,7 +30,8 @@ class RainClip:
     """A rendered clip.
 
     Attributes:
-        rain: O~ of Eq. 4, (T, H, W, 3) float32 in [0, 1].
+        rain: O~ of Eq. 4, (T, H, W, 3) float32 in [0, 1] (uint8 0..255 when rendered with
+            ``dtype=np.uint8``).
         layers: float32 arrays broadcastable to (T, H, W, 3): "S", "U", "beta", "alpha"
             (T, H, W, 1) and "A", "M" (T, 1, 1, 3).
         params: the parameters it was rendered with.
@@ -44,6 +47,7 @@ def render(
     params: RainParams,
     *,
     depth: DepthProvider | float | np.ndarray | None = None,
+    dtype: type = np.float32,
 ) -> RainClip:
     """Render rain over a clean clip.
 
@@ -53,6 +57,8 @@ def render(
         depth: relative depth (1 = far) for the transmission: None for the default
             ``HorizonDepth`` prior, a number for constant depth, a (H, W) or (T, H, W) array of
             depth maps in [0, 1], or a callable ``(clean, params) -> (T, H, W)``.
+        dtype: of the rain: np.float32, or np.uint8 for the same values in 8 bits
+            (``rainsynth.dataset.to_uint8`` of the float32 rain), rounded as they are composed.
 
     Returns:
         A ``RainClip``. The same clean input and params give bit-identical output, whatever the
@@ -76,12 +82,17 @@ def render(
         "alpha": render_occlusion(params, out=alpha),
         "M": occlusion_intensity(params),
     }
-    return RainClip(rain=compose(clean, layers), layers=layers, params=params)
+    return RainClip(rain=compose(clean, layers, dtype), layers=layers, params=params)
 
 
-def compose(clean: np.ndarray, layers: dict[str, np.ndarray]) -> np.ndarray:
-    """Eqns. (3) and (4), clipped to [0, 1]: (T, H, W, 3) clean (uint8 or float32) -> float32 rain."""
-    out = np.empty(clean.shape, dtype=np.float32)
+def compose(
+    clean: np.ndarray, layers: dict[str, np.ndarray], dtype: type = np.float32
+) -> np.ndarray:
+    """Eqns. (3) and (4), clipped to [0, 1]: (T, H, W, 3) clean (uint8 or float32) -> rain,
+    float32, or uint8 (:func:`eight_bit` of each float32 value) for ``dtype=np.uint8``."""
+    if dtype not in (np.float32, np.uint8):
+        raise ParamError(f"rain dtype must be numpy.float32 or numpy.uint8, got {dtype!r}")
+    out = np.empty(clean.shape, dtype=dtype)
     scale = np.float32(1.0 / 255.0) if clean.dtype == np.uint8 else np.float32(1.0)
     run_parallel(
         _compose,
@@ -106,6 +117,7 @@ def _compose(
     """Per pixel and channel: O = beta B + (1 - beta) A + U + S (3); O~ = (1 - alpha) O + alpha M (4).
 
     Rows [start, stop) of the (T * H) image rows; channels unrolled, so the loop over x vectorises.
+    A uint8 ``out`` gets each float32 value in 8 bits (:func:`eight_bit`).
     """
     height, width = out.shape[1], out.shape[2]
     for row in range(start, stop):
@@ -124,11 +136,31 @@ def _compose(
             b, add, m = beta_row[x], veil_row[x] + streak_row[x], alpha_row[x]
             keep = 1.0 - m
             o = b * (b_row[3 * x] * scale) + (1.0 - b) * a0 + add
-            rain[3 * x] = min(max(keep * o + m * m0, 0.0), 1.0)
+            rain[3 * x] = _stored(min(max(keep * o + m * m0, 0.0), 1.0), rain)
             o = b * (b_row[3 * x + 1] * scale) + (1.0 - b) * a1 + add
-            rain[3 * x + 1] = min(max(keep * o + m * m1, 0.0), 1.0)
+            rain[3 * x + 1] = _stored(min(max(keep * o + m * m1, 0.0), 1.0), rain)
             o = b * (b_row[3 * x + 2] * scale) + (1.0 - b) * a2 + add
-            rain[3 * x + 2] = min(max(keep * o + m * m2, 0.0), 1.0)
+            rain[3 * x + 2] = _stored(min(max(keep * o + m * m2, 0.0), 1.0), rain)
+
+
+@jit
+def eight_bit(value):  # pragma: no cover
+    """A float32 value in 8 bits: rint(clip(value, 0, 1) * 255) in float32, as uint8."""
+    value = min(max(value, np.float32(0.0)), np.float32(1.0))
+    return np.uint8(np.rint(value * np.float32(255.0)))
+
+
+def _stored(value, out):  # pragma: no cover
+    """A float value as stored in the array ``out``: float32, or for uint8 its eight_bit."""
+    raise NotImplementedError("only inside numba kernels")
+
+
+@overload(_stored)
+def _stored_for(value, out):  # pragma: no cover
+    """numba picks the store of ``out``'s dtype when it compiles a kernel."""
+    if out.dtype == numba.types.uint8:
+        return lambda value, out: eight_bit(np.float32(value))
+    return lambda value, out: np.float32(value)
 
 
 def invert(

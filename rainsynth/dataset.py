@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from rainsynth._jit import jit, run_parallel
+from rainsynth.composite import eight_bit
 from rainsynth.errors import RainsynthError
 from rainsynth.params import RainParams
 
@@ -140,8 +141,7 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
 def _to_uint8(start, stop, values, out):  # pragma: no cover
     """out[i] = rint(clip(values[i], 0, 1) * 255) for i in [start, stop)."""
     for i in range(start, stop):
-        value = min(max(values[i], np.float32(0.0)), np.float32(1.0))
-        out[i] = np.uint8(np.rint(value * np.float32(255.0)))
+        out[i] = eight_bit(values[i])
 
 
 def to_float(frames: np.ndarray) -> np.ndarray:
@@ -319,6 +319,11 @@ class DatasetClip:
         """The arrays of layers.npz as stored (``decode_layers`` gives what layers() does)."""
         with np.load(self.path / LAYERS_FILE) as archive:
             return {key: archive[key] for key in archive.files}
+
+    @property
+    def has_layers(self) -> bool:
+        """True: a built clip stores its rain layers."""
+        return True
 
     @property
     def has_flow(self) -> bool:

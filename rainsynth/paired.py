@@ -38,7 +38,8 @@ class PairedClip:
 
     preset: the pair's name (X of X_Rain / X_GT; "paired" when the names are only the words);
     name: the clip (its subfolder, or the pair's name); split is "" (a paired folder has none).
-    A paired clip knows no rain layers and no flow: layers() and flow() are None.
+    A paired clip knows no rain layers and no flow: layers() and flow() are None. Its methods
+    are DatasetClip's, so that a reader takes either.
     """
 
     preset: str
@@ -52,17 +53,40 @@ class PairedClip:
         """Number of frames T."""
         return len(self.rain_files)
 
+    @property
+    def path(self) -> Path:
+        """The folder of the rain frames."""
+        return Path(self.rain_files[0]).parent
+
     def rain(self, frames: slice = slice(None)) -> np.ndarray:
         """The rain frames (T, H, W, 3) float32 in [0, 1]."""
-        return to_float(read_images(self.rain_files[frames]))
+        return to_float(self.stored_frames("rain", frames))
 
     def clean(self, frames: slice = slice(None)) -> np.ndarray:
         """The clean frames (T, H, W, 3) float32 in [0, 1]."""
-        return to_float(read_images(self.clean_files[frames]))
+        return to_float(self.stored_frames("clean", frames))
+
+    def stored_frames(self, kind: str, frames: slice = slice(None)) -> np.ndarray:
+        """The frames of ``kind`` ("rain" or "clean") as stored, (T, H, W, 3) uint8 RGB."""
+        return read_images({"rain": self.rain_files, "clean": self.clean_files}[kind][frames])
 
     def layers(self) -> None:
         """No rain layers are known."""
         return None
+
+    def stored_layers(self) -> None:
+        """No rain layers are stored."""
+        return None
+
+    @property
+    def has_layers(self) -> bool:
+        """No rain layers are known: False."""
+        return False
+
+    @property
+    def has_flow(self) -> bool:
+        """No flow is known: False."""
+        return False
 
     def flow(self) -> None:
         """No flow is known."""

@@ -19,7 +19,6 @@ import numpy as np
 
 from rainsynth._jit import set_num_threads
 from rainsynth.composite import render
-from rainsynth.dataset import to_uint8
 from rainsynth.errors import ParamError
 from rainsynth.params import Preset, load_preset, sample_params
 
@@ -40,9 +39,11 @@ def rain_over(
     Returns:
         The rainy frames in the dtype of `frames` (uint8 rounded to nearest), and render's layers.
     """
-    clip = render(frames, sample_params(preset, seed=seed, shape=frames.shape[:3]))
+    params = sample_params(preset, seed=seed, shape=frames.shape[:3])
     if frames.dtype == np.uint8:
-        return to_uint8(clip.rain), clip.layers
+        clip = render(frames, params, dtype=np.uint8)
+        return clip.rain, clip.layers
+    clip = render(frames, params)
     return clip.rain.astype(frames.dtype, copy=False), clip.layers
 
 

@@ -12,3 +12,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def keep_denormals():
+    """`rainsynth train` flushes denormals for the whole process (derain.train.flush_denormals);
+    tests that follow an in-process training in any order draw subnormal floats."""
+    yield
+    torch.set_flush_denormal(False)

@@ -54,14 +54,6 @@ def run(root: Path, *args, code: int, message: str, env: dict | None = None):
     return result
 
 
-@pytest.fixture(autouse=True)
-def keep_denormals():
-    """`rainsynth train` flushes denormals for the whole process (derain.train.flush_denormals);
-    the tests that follow in this process draw subnormal floats."""
-    yield
-    torch.set_flush_denormal(False)
-
-
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
     torch.manual_seed(0)

@@ -1,21 +1,29 @@
-"""derain.data: keyed order (resume, DDP shares), augmentations that keep the flow right."""
+"""derain.data: PairedClips as a plain Dataset and as the trainer's keyed one (pinned to the
+documented key streams), keyed order (resume, DDP shares), augmentations that keep the flow right."""
 
 from __future__ import annotations
 
+import zlib
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 import torch
 from derain_helpers import make_dataset
+from torch.utils.data import DataLoader
 
+from derain.config import DataConfig
 from derain.context import CONTEXT_SIZE, frame_context
 from derain.data import (
     Augment,
-    DatasetClips,
     KeyedBatchSampler,
     OnlineRainClips,
+    PairedClips,
     SampleKey,
     augment_clip,
     collate,
+    training_dataset,
 )
 from derain.metrics import warp_backward
 from rainsynth.errors import RainsynthError
@@ -59,15 +67,15 @@ def _clip_with_flow(frames: int = 4):
         open_source("builtin", frames=frames, size=(64, 96), seed=0, count=1).sequences()[0]
     )
     assert seq.flow is not None
-    return {"B": seq.frames.astype(np.float32) / 255}, seq.flow
+    return {"clean": seq.frames.astype(np.float32) / 255}, seq.flow
 
 
 def _warp_error(arrays: dict, flow: np.ndarray) -> float:
     """Mean |warp(B_{t-1}, flow) - B_t| over in-frame pixels (small when the flow is right)."""
     errors = []
-    for t in range(1, len(arrays["B"])):
-        warped, valid = warp_backward(arrays["B"][t - 1], flow[t - 1])
-        errors.append(np.abs(warped - arrays["B"][t])[valid].mean())
+    for t in range(1, len(arrays["clean"])):
+        warped, valid = warp_backward(arrays["clean"][t - 1], flow[t - 1])
+        errors.append(np.abs(warped - arrays["clean"][t])[valid].mean())
     return float(np.mean(errors))
 
 
@@ -76,21 +84,23 @@ def test_flips_and_crops_keep_the_flow_consistent_with_the_frames(flip):
     arrays, flow = _clip_with_flow()
     zero = _warp_error(arrays, np.zeros_like(flow))
     assert _warp_error(arrays, flow) < 0.2 * zero  # the source's flow is right to begin with
-    crop = Augment((48, 64), hflip=flip == "hflip", vflip=flip == "vflip", reverse=False)
+    augment = Augment(hflip=flip == "hflip", vflip=flip == "vflip")
     for seed in range(6):  # random crops, flipped or not: the flow still fits the frames
-        out, out_flow = augment_clip(arrays, flow, crop, np.random.default_rng(seed), False)
-        assert out["B"].shape == (4, 48, 64, 3) and out_flow.shape == (3, 48, 64, 2)
+        rng = np.random.default_rng(seed)
+        out, out_flow = augment_clip(arrays, flow, (48, 64), augment, rng, False)
+        assert out["clean"].shape == (4, 48, 64, 3) and out_flow.shape == (3, 48, 64, 2)
         assert _warp_error(out, out_flow) < 0.2 * zero
-    whole = crop._replace(crop=(64, 96))
     flipped = []
-    for seed in range(16):
-        out, out_flow = augment_clip(arrays, flow, whole, np.random.default_rng(seed), False)
-        if not np.array_equal(out["B"], arrays["B"]):
+    for seed in range(16):  # crop None: the whole frame
+        out, out_flow = augment_clip(
+            arrays, flow, None, augment, np.random.default_rng(seed), False
+        )
+        if not np.array_equal(out["clean"], arrays["clean"]):
             flipped.append((out, out_flow))
     assert 0 < len(flipped) < 16  # flips happen about half of the time
     out, out_flow = flipped[0]
     axis = 2 if flip == "hflip" else 1
-    np.testing.assert_array_equal(out["B"], np.flip(arrays["B"], axis))
+    np.testing.assert_array_equal(out["clean"], np.flip(arrays["clean"], axis))
     sign = np.array([-1.0, 1.0] if flip == "hflip" else [1.0, -1.0], np.float32)
     good, wrong = _warp_error(out, out_flow), _warp_error(out, out_flow * sign)
     assert good < 0.2 * zero and wrong > 2 * good  # a flip that forgot to negate would fail
@@ -100,27 +110,25 @@ def test_flips_and_crops_keep_the_flow_consistent_with_the_frames(flip):
 def test_context_is_the_whole_frames_averaged_down_and_follows_flips_and_reversal(reverse):
     rng = np.random.default_rng(3)
     arrays = {
-        "O": rng.random((3, 40, 56, 3), np.float32),
-        "B": rng.random((3, 40, 56, 3), np.float32),
+        "rain": rng.random((3, 40, 56, 3), np.float32),
+        "clean": rng.random((3, 40, 56, 3), np.float32),
     }
-    whole = Augment((40, 56), hflip=True, context=True)
+    flips = Augment(hflip=True, context=True)
     for seed in range(4):  # the whole frame as the crop: the context must be the output's own
-        out, _ = augment_clip(arrays, None, whole, np.random.default_rng(seed), reverse)
-        frames = torch.from_numpy(np.ascontiguousarray(out["O"])).permute(0, 3, 1, 2)
+        out, _ = augment_clip(arrays, None, None, flips, np.random.default_rng(seed), reverse)
+        frames = torch.from_numpy(np.ascontiguousarray(out["rain"])).permute(0, 3, 1, 2)
         expected = frame_context(frames).permute(0, 2, 3, 1).numpy()
-        np.testing.assert_allclose(out["O_context"], expected, atol=1e-6)
+        np.testing.assert_allclose(out["rain_context"], expected, atol=1e-6)
         cropped, _ = augment_clip(
-            arrays, None, Augment((16, 24), context=True), np.random.default_rng(seed), reverse
+            arrays, None, (16, 24), flips, np.random.default_rng(seed), reverse
         )
-        assert cropped["O"].shape[1:3] == (16, 24)
-        assert cropped["O_context"].shape == (3, CONTEXT_SIZE, CONTEXT_SIZE, 3)
-    unflipped, _ = augment_clip(
-        arrays, None, Augment((16, 24), hflip=False, context=True), rng, reverse
-    )
-    frames = np.ascontiguousarray(arrays["O"][::-1] if reverse else arrays["O"])
+        assert cropped["rain"].shape[1:3] == (16, 24)
+        assert cropped["rain_context"].shape == (3, CONTEXT_SIZE, CONTEXT_SIZE, 3)
+    unflipped, _ = augment_clip(arrays, None, (16, 24), Augment(context=True), rng, reverse)
+    frames = np.ascontiguousarray(arrays["rain"][::-1] if reverse else arrays["rain"])
     expected = frame_context(torch.from_numpy(frames).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
     np.testing.assert_allclose(
-        unflipped["O_context"], expected.numpy(), atol=1e-6
+        unflipped["rain_context"], expected.numpy(), atol=1e-6
     )  # not the crop's
 
 
@@ -130,24 +138,184 @@ def test_rows_give_each_crop_row_its_position_in_the_frame_as_flipped(vflip):
     height = 40
     # frames whose every pixel holds its own row index: the crop shows which rows it took
     rows = np.arange(height, dtype=np.float32)[None, :, None, None]
-    arrays = {"B": np.broadcast_to(rows, (3, height, 56, 3)).copy()}
+    arrays = {"clean": np.broadcast_to(rows, (3, height, 56, 3)).copy()}
     for seed in range(6):
-        augment = Augment((16, 24), hflip=True, vflip=vflip, rows=True)
-        out, _ = augment_clip(arrays, None, augment, np.random.default_rng(seed), seed % 2 == 1)
+        augment = Augment(hflip=True, vflip=vflip, rows=True)
+        rng = np.random.default_rng(seed)
+        out, _ = augment_clip(arrays, None, (16, 24), augment, rng, seed % 2 == 1)
         assert out["rows"].shape == (3, 16, 1, 1)
-        taken = out["B"][0, :, 0, 0]  # frame rows, top to bottom of the crop as it is now
+        taken = out["clean"][0, :, 0, 0]  # frame rows, top to bottom of the crop as it is now
         expected = (height - 1 - taken) if vflip and taken[0] > taken[1] else taken
         np.testing.assert_allclose(out["rows"][0, :, 0, 0], expected / (height - 1), atol=1e-6)
         assert (out["rows"] == out["rows"][:1]).all()  # the same window in every frame
-    without, _ = augment_clip(arrays, None, Augment((16, 24)), rng, False)
+    without, _ = augment_clip(arrays, None, (16, 24), Augment(), rng, False)
     assert "rows" not in without
+
+
+def _stream(seed: int, key: int, tag: str) -> np.random.Generator:
+    """A draw's stream as the module docstring of derain.data documents it."""
+    return np.random.default_rng([seed, key, zlib.crc32(tag.encode())])
+
+
+def _stored_window(folder: Path, t0: int, frames: int) -> tuple[dict, np.ndarray | None]:
+    """Frames t0 .. t0+frames-1 of a built clip, read from its files as rainsynth.dataset
+    documents them: 8-bit PNGs / 255, layers lo + q (hi - lo) / 255, A and M float32."""
+    window = slice(t0, t0 + frames)
+
+    def png(kind, t):
+        bgr = cv2.imread(str(folder / kind / f"{t + 1:04d}.png"), cv2.IMREAD_COLOR)
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    arrays = {
+        name: np.stack([png(kind, t) for t in range(t0, t0 + frames)]) / np.float32(255)
+        for name, kind in (("rain", "rain"), ("clean", "clean"))
+    }
+    with np.load(folder / "layers.npz") as stored:
+        for name in ("S", "U", "beta", "alpha"):
+            lo, hi = (float(v) for v in stored[f"{name}_range"])
+            q = stored[name][window].astype(np.float32)
+            arrays[name] = np.float32(lo) + q * np.float32((hi - lo) / 255.0)
+        arrays.update({name: stored[name][window] for name in ("A", "M")})
+    flow = None
+    if (folder / "flow.npz").exists():
+        with np.load(folder / "flow.npz") as stored:
+            flow = stored["flow"][t0 : t0 + frames - 1]
+    return arrays, flow
+
+
+def _expected_sample(folder, key, seed, frames, crop, start=None) -> tuple[dict, tuple]:
+    """The sample of ``key`` computed from the files and the documented key streams, and its
+    draws (hflip, vflip, reverse): the trainer's (``start`` None: window start from (seed,
+    position, "window"), crop corner and flips from (seed, position, "augment"), reversal from
+    (seed, iteration, "reverse")), or window ``position`` of a plain PairedClips (starting at
+    frame ``start``; its crop corner from (seed, position, "augment"), no flips, no reversal)."""
+    total = len(list((folder / "clean").glob("*.png")))
+    keyed = start is None
+    if keyed:
+        start = int(_stream(seed, key.position, "window").integers(0, total - frames + 1))
+        reverse = bool(_stream(seed, key.iteration, "reverse").random() < 0.5)
+    else:
+        reverse = False
+    arrays, flow = _stored_window(folder, start, frames)
+    h, w = arrays["clean"].shape[1:3]
+    rng = _stream(seed, key.position, "augment")
+    y0, x0 = int(rng.integers(0, h - crop[0] + 1)), int(rng.integers(0, w - crop[1] + 1))
+    hflip, vflip = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
+    hflip, vflip = hflip and keyed, vflip and keyed
+    sample = {}
+    for name, value in arrays.items():
+        if name not in ("A", "M"):
+            value = value[:, y0 : y0 + crop[0], x0 : x0 + crop[1]]
+            value = value[:, :, ::-1] if hflip else value
+            value = value[:, ::-1] if vflip else value
+        value = value[::-1] if reverse else value
+        sample[name] = torch.from_numpy(value.transpose(0, 3, 1, 2).copy())
+    if flow is not None and not reverse:
+        flow = flow[:, y0 : y0 + crop[0], x0 : x0 + crop[1]]
+        flow = flow[:, :, ::-1] * np.float32([-1, 1]) if hflip else flow
+        flow = flow[:, ::-1] * np.float32([1, -1]) if vflip else flow
+        sample["flow"] = torch.from_numpy(flow.transpose(0, 3, 1, 2).copy())
+    return sample, (hflip, vflip, reverse)
+
+
+def _assert_equal_samples(got: dict, expected: dict) -> None:
+    assert sorted(got) == sorted(expected)
+    for name in expected:
+        assert got[name].dtype == torch.float32, name
+        assert torch.equal(got[name], expected[name]), name
+
+
+def test_the_trainer_gets_exactly_the_samples_of_the_documented_key_streams(dataset):
+    seed, frames, crop = 7, 3, (32, 40)
+    folders = sorted(path.parent for path in dataset.glob("train/*/*/clip.json"))
+    config = DataConfig(datasets=(str(dataset),), frames=frames, crop=crop, vflip=True)
+    clips = training_dataset(config, seed)
+    assert isinstance(clips, PairedClips) and clips.num_clips == len(folders) == 6
+    sampler = KeyedBatchSampler(clips.num_clips, 2, seed, 0, 7)
+    keys = [key for batch in sampler for key in batch]
+    draws = set()
+    for key in keys:  # over two epochs: each epoch's order a keyed permutation
+        order = _stream(seed, key.epoch, "order").permutation(len(folders))
+        assert key == SampleKey(int(order[key.position % 6]), key.position // 6, key.position,
+                                key.position // 2)  # fmt: skip
+        expected, drawn = _expected_sample(folders[key.index], key, seed, frames, crop)
+        _assert_equal_samples(clips[key], expected)
+        draws |= {(i, v) for i, v in enumerate(drawn)}
+    assert len(draws) == 6  # every flip and the reversal both drawn and not among these keys
+
+
+def test_int_indices_are_windows_with_a_keyed_crop(dataset):
+    folders = sorted(path.parent for path in dataset.glob("train/*/*/clip.json"))
+    clips = PairedClips(dataset, frames=3, crop=(32, 40), stride=1, seed=2)  # 2 windows a clip
+    assert len(clips) == 2 * len(folders) and clips.num_clips == len(folders)
+    for i in (0, 1, 5, len(clips) - 1):
+        key = SampleKey(i // 2, 0, i, 0)
+        expected, _ = _expected_sample(folders[i // 2], key, 2, 3, (32, 40), start=i % 2)
+        _assert_equal_samples(clips[i], expected)
+    sample = clips[3]
+    shapes = {k: tuple(v.shape) for k, v in sample.items()}
+    assert shapes == {
+        "rain": (3, 3, 32, 40),
+        "clean": (3, 3, 32, 40),
+        **{k: (3, 1, 32, 40) for k in ("S", "U", "beta", "alpha")},
+        **{k: (3, 3, 1, 1) for k in ("A", "M")},
+        "flow": (2, 2, 32, 40),
+    }
+    assert all(torch.equal(sample[k], clips[3][k]) for k in sample)  # the same on every call
+    assert torch.equal(clips[-1]["rain"], clips[len(clips) - 1]["rain"])
+    with pytest.raises(IndexError):
+        clips[len(clips)]
+    assert len(PairedClips(dataset, frames=3)) == 6  # stride = frames: one window of 4 frames
+    whole = PairedClips(dataset, frames=4, flow=False)[0]
+    assert whole["clean"].shape == (4, 3, 48, 64) and "flow" not in whole
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_the_default_dataloader_batches_it_with_two_workers(dataset):
+    clips = PairedClips(dataset, frames=3, crop=(32, 40), stride=1)
+    loader = DataLoader(clips, batch_size=4, num_workers=2, timeout=120)
+    batches = list(loader)
+    assert [b["rain"].shape for b in batches] == [(4, 3, 3, 32, 40)] * 3
+    for i, batch in enumerate(batches):
+        for k in range(4):
+            assert all(torch.equal(batch[name][k], v) for name, v in clips[4 * i + k].items())
+    # train (with flow) and test (without) mixed: by default no sample has flow, so the default
+    # collate batches them; flow=True gives the flow where known, batched by derain.data.collate
+    mixed = PairedClips(dataset, frames=3, crop=(32, 40), split=None)
+    assert not any("flow" in mixed[i] for i in range(len(mixed)))
+    assert next(iter(DataLoader(mixed, batch_size=len(mixed))))["clean"].shape[0] == 12
+    known = PairedClips(dataset, frames=3, crop=(32, 40), split=None, flow=True)
+    batch = next(iter(DataLoader(known, batch_size=len(known), collate_fn=collate)))
+    assert batch["flow_valid"].tolist() == [c.split == "train" for c in known.clips]
+
+
+def test_a_paired_folder_gives_rain_and_clean_only(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (2, 5, 24, 32, 3), np.uint8)
+    for side, folder in enumerate(("LQ", "GT")):
+        for clip in ("000", "001"):
+            (tmp_path / folder / clip).mkdir(parents=True)
+            for t, frame in enumerate(frames[side]):
+                cv2.imwrite(str(tmp_path / folder / clip / f"{t:08d}.png"), frame[..., ::-1])
+    clips = PairedClips(tmp_path, frames=2, crop=(16, 16), stride=2)
+    assert len(clips) == 4  # windows 0-1 and 2-3 of each clip
+    sample = clips[1]
+    assert set(sample) == {"rain", "clean"}
+    rng = _stream(0, 1, "augment")
+    y0, x0 = int(rng.integers(0, 24 - 16 + 1)), int(rng.integers(0, 32 - 16 + 1))
+    for name, side in (("rain", 0), ("clean", 1)):
+        window = frames[side][2:4, y0 : y0 + 16, x0 : x0 + 16] / np.float32(255)
+        assert torch.equal(sample[name], torch.from_numpy(window.transpose(0, 3, 1, 2).copy()))
+    with pytest.raises(RainsynthError, match=r"LQ.000 is 24x32, smaller than the crop 32x32"):
+        PairedClips(tmp_path, frames=2, crop=(32, 32))[0]
 
 
 def test_cached_clips_give_the_same_samples_as_read_from_disk(dataset):
     keys = [SampleKey(i % 6, i // 6, i, i // 2) for i in range(14)]  # over two epochs
-    plain = DatasetClips([str(dataset)], "train", (), 3, Augment((32, 40)), seed=0)
-    cached = DatasetClips([str(dataset)], "train", (), 3, Augment((32, 40)), seed=0, cache=True)
-    for key in keys:
+    flips = Augment(hflip=True, reverse=True)
+    plain = PairedClips(dataset, 3, (32, 40), augment=flips)
+    cached = PairedClips(dataset, 3, (32, 40), augment=flips, cache=True)
+    for key in [*keys, 0, 5]:
         a, b = plain[key], cached[key]
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert sorted(cached.cache) == list(range(6))  # every clip read once, then held
@@ -155,82 +323,65 @@ def test_cached_clips_give_the_same_samples_as_read_from_disk(dataset):
 
 def test_reversal_drops_the_flow_and_collate_marks_which_samples_have_flow():
     arrays, flow = _clip_with_flow()
-    augment = Augment((32, 32), hflip=False, reverse=True)
-    out, out_flow = augment_clip(arrays, flow, augment, np.random.default_rng(0), True)
+    out, out_flow = augment_clip(arrays, flow, (32, 32), Augment(), np.random.default_rng(0), True)
     assert out_flow is None
-    cropped, _ = augment_clip(arrays, flow, augment, np.random.default_rng(0), False)
-    np.testing.assert_array_equal(out["B"], cropped["B"][::-1])
-    with_flow = {"B": torch.zeros(4, 3, 8, 8), "flow": torch.ones(3, 2, 8, 8)}
-    without = {"B": torch.ones(4, 3, 8, 8)}
-    assert set(collate([without, without])) == {"B"}
+    cropped, _ = augment_clip(arrays, flow, (32, 32), Augment(), np.random.default_rng(0), False)
+    np.testing.assert_array_equal(out["clean"], cropped["clean"][::-1])
+    with_flow = {"clean": torch.zeros(4, 3, 8, 8), "flow": torch.ones(3, 2, 8, 8)}
+    without = {"clean": torch.ones(4, 3, 8, 8)}
+    assert set(collate([without, without])) == {"clean"}
     both = collate([with_flow, with_flow])
-    assert set(both) == {"B", "flow", "flow_valid"} and both["flow_valid"].all()
+    assert set(both) == {"clean", "flow", "flow_valid"} and both["flow_valid"].all()
     mixed = collate([without, with_flow])
-    assert mixed["B"].shape == (2, 4, 3, 8, 8) and mixed["flow"].shape == (2, 3, 2, 8, 8)
+    assert mixed["clean"].shape == (2, 4, 3, 8, 8) and mixed["flow"].shape == (2, 3, 2, 8, 8)
     assert mixed["flow_valid"].tolist() == [False, True]
     assert not mixed["flow"][0].any() and mixed["flow"][1].eq(1).all()
 
 
-def test_dataset_samples_have_the_documented_shapes_and_are_keyed(dataset):
-    clips = DatasetClips([str(dataset)], "train", (), 3, Augment((32, 40)), seed=0)
-    assert len(clips) == 6
+def test_context_is_added_only_when_asked_and_leaves_the_rest_alone(dataset):
     key = SampleKey(index=2, epoch=0, position=2, iteration=1)
-    sample = clips[key]
-    shapes = {k: tuple(v.shape) for k, v in sample.items()}
-    expected = {
-        "O": (3, 3, 32, 40),
-        "B": (3, 3, 32, 40),
-        **{k: (3, 1, 32, 40) for k in ("S", "U", "beta", "alpha")},
-        **{k: (3, 3, 1, 1) for k in ("A", "M")},
-    }
-    if "flow" in sample:
-        expected["flow"] = (2, 2, 32, 40)
-    assert shapes == expected
-    with_context = DatasetClips([str(dataset)], "train", (), 3, Augment((32, 40), context=True))
-    rest = with_context[key]  # the same sample, plus the context for a model with frame_context
-    assert tuple(rest.pop("O_context").shape) == (3, 3, CONTEXT_SIZE, CONTEXT_SIZE)
+    sample = PairedClips(dataset, 3, (32, 40))[key]
+    rest = PairedClips(dataset, 3, (32, 40), augment=Augment(context=True))[key]
+    assert tuple(rest.pop("rain_context").shape) == (3, 3, CONTEXT_SIZE, CONTEXT_SIZE)
     assert rest.keys() == sample.keys() and all(torch.equal(rest[k], sample[k]) for k in sample)
-    assert all(v.dtype == torch.float32 for v in sample.values())
-    again = clips[key]
-    assert all(torch.equal(sample[k], again[k]) for k in sample)
-    other = clips[SampleKey(2, 1, 8, 1)]
-    assert not torch.equal(sample["O"], other["O"])  # another position, another crop
 
 
 def test_dataset_presets_filter_and_errors(dataset):
-    heavy = DatasetClips([str(dataset)], "train", ("heavy",), 3, None)
+    heavy = PairedClips(dataset, 3, presets=("heavy",))
     assert len(heavy) == 3 and all(c.preset == "heavy" for c in heavy.clips)
     with pytest.raises(RainsynthError, match="smaller than the crop"):
-        DatasetClips([str(dataset)], "train", (), 3, Augment((64, 64)))
+        PairedClips(dataset, 3, (64, 64))
     with pytest.raises(RainsynthError, match="fewer than frames"):
-        DatasetClips([str(dataset)], "train", (), 9, None)
+        PairedClips(dataset, 9)
     with pytest.raises(RainsynthError, match="no train clips"):
-        DatasetClips([str(dataset)], "train", ("streaks",), 3, None)
+        PairedClips(dataset, 3, presets=("streaks",))
+    with pytest.raises(
+        RainsynthError, match="frames and stride must be integers >= 1; got 3 and 0"
+    ):
+        PairedClips(dataset, 3, stride=0)
 
 
 def test_clean_only_and_flow_only_clips_for_flow_pretraining(dataset):
-    everything = DatasetClips([str(dataset)], "train", (), 3, None)
-    clean = DatasetClips([str(dataset)], "train", (), 3, None, clean_only=True, flow_only=True)
+    everything = PairedClips(dataset, 3)
+    clean = PairedClips(dataset, 3, clean_only=True, flow_only=True)
     assert len(clean) == len(everything) and all(c.has_flow for c in clean.clips)
-    assert set(clean[SampleKey(0, 0, 0, 0)]) == {"B", "flow"}
-    torch.testing.assert_close(
-        clean[SampleKey(0, 0, 0, 0)]["B"], everything[SampleKey(0, 0, 0, 0)]["B"]
-    )
-    assert not any(c.has_flow for c in DatasetClips([str(dataset)], "test", (), 3, None).clips)
+    assert set(clean[0]) == {"clean", "flow"}
+    assert torch.equal(clean[0]["clean"], everything[0]["clean"])
+    assert not any(c.has_flow for c in PairedClips(dataset, 3, split="test").clips)
     with pytest.raises(RainsynthError, match="no test clips .* with flow"):
-        DatasetClips([str(dataset)], "test", (), 3, None, flow_only=True)
+        PairedClips(dataset, 3, split="test", flow_only=True)
 
 
 def test_online_rain_is_deterministic_and_new_every_epoch():
     clips = OnlineRainClips(
-        "builtin", 3, (48, 64), 2, Augment((32, 32)), 0, presets=("heavy",), synthetic_only=True
+        "builtin", 3, (48, 64), 2, (32, 32), None, 0, presets=("heavy",), synthetic_only=True
     )
-    assert len(clips) == 2
+    assert len(clips) == clips.num_clips == 2
     a = clips[SampleKey(0, 0, 0, 0)]
     b = clips[SampleKey(0, 0, 0, 0)]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert {"O", "B", "S", "U", "beta", "alpha", "A", "M"} <= set(a)
+    assert {"rain", "clean", "S", "U", "beta", "alpha", "A", "M"} <= set(a)
     # same clip and crop/flip stream (same position), next epoch: same clean, new rain
     c = clips[SampleKey(0, 1, 0, 0)]
-    assert torch.equal(a["B"], c["B"])
-    assert not torch.equal(a["O"], c["O"])
+    assert torch.equal(a["clean"], c["clean"])
+    assert not torch.equal(a["rain"], c["rain"])

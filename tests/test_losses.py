@@ -44,7 +44,7 @@ def make_batch(
     rain = ((1 - alpha) * observed + alpha * intensity).clamp(0, 1)  # Eq. 4
     flow = torch.zeros(n, t - 1, 2, h, w)
     flow[:, :, 0] = 1.0
-    return {"B": clean, "O": rain, "S": streaks, "U": veil, "beta": beta, "A": light, "alpha": alpha,
+    return {"clean": clean, "rain": rain, "S": streaks, "U": veil, "beta": beta, "A": light, "alpha": alpha,
             "M": intensity, "flow": flow}  # fmt: skip
 
 
@@ -52,10 +52,10 @@ def perfect_outputs(batch: dict[str, torch.Tensor], stages=("S", "M")) -> dict[s
     """What a perfect model returns: every output equal to its ground truth."""
     targets = layer_targets(batch)
     out = {f"{k}_{s}": v.clone().requires_grad_() for s in stages for k, v in targets.items()}
-    out["B"] = batch["B"].clone().requires_grad_()
+    out["B"] = batch["clean"].clone().requires_grad_()
     if "S" in stages:
-        out["B_S"] = batch["B"].clone().requires_grad_()
-    n, t, _, h, w = batch["B"].shape
+        out["B_S"] = batch["clean"].clone().requires_grad_()
+    n, t, _, h, w = batch["clean"].shape
     out["flow"] = torch.cat([torch.zeros(n, 1, 2, h, w), batch["flow"]], dim=1).requires_grad_()
     return out
 
@@ -96,7 +96,7 @@ def test_each_term_zero_at_ground_truth_and_positive_off_it(term, stages, model)
 
 def test_full_loss_logs_each_weighted_term(model):
     batch = make_batch()
-    out = model(batch["O"])
+    out = model(batch["rain"])
     config = LossConfig(flow_sup=0.5, streak_free=1.0)
     total, log = derain_loss(out, batch, config, model)
     assert set(log) == set(TERMS) | {"total"}
@@ -136,7 +136,7 @@ def test_flow_sup_averages_over_the_samples_that_have_flow_only(model):
 def test_flow_sup_skipped_without_alignment_and_opt_reg_needs_the_model():
     batch = make_batch()
     v4 = build_model(ModelConfig.ablation("v4"))
-    out = v4(batch["O"])
+    out = v4(batch["rain"])
     _, log = derain_loss(out, batch, LossConfig(flow_sup=1.0), v4)
     assert "flow_sup" not in log and "opt_reg" in log
     with pytest.raises(ValueError, match="model"):
@@ -145,7 +145,7 @@ def test_flow_sup_skipped_without_alignment_and_opt_reg_needs_the_model():
 
 def test_opt_reg_trains_the_outputs_not_the_flow_net(model):
     batch = make_batch()
-    clean_out = (batch["B"] + 0.05 * torch.randn_like(batch["B"])).requires_grad_()
+    clean_out = (batch["clean"] + 0.05 * torch.randn_like(batch["clean"])).requires_grad_()
     out = dict(perfect_outputs(batch), B=clean_out)
     model.zero_grad()
     total, _ = derain_loss(out, batch, only("opt_reg"), model)
@@ -219,19 +219,19 @@ def test_thirty_adam_iterations_lower_the_loss():
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
     for _ in range(30):
-        total, log = derain_loss(model(batch["O"]), batch, config, model)
+        total, log = derain_loss(model(batch["rain"]), batch, config, model)
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
         losses.append(log["total"])
     with torch.no_grad():
-        final, _ = derain_loss(model(batch["O"]), batch, config, model)
+        final, _ = derain_loss(model(batch["rain"]), batch, config, model)
     assert final.item() < 0.7 * losses[0], losses
 
 
 def test_loss_is_the_same_for_a_wrapped_model(model):
     batch = make_batch()
-    out = model(batch["O"])
+    out = model(batch["rain"])
     wrapped = dataclasses.make_dataclass("Wrapper", [("module", object)])(model)
     assert (
         derain_loss(out, batch, LossConfig(), wrapped)[1]

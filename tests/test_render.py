@@ -18,6 +18,7 @@ import rainsynth
 from rainsynth.accumulation import ConstantDepth, DepthMaps
 from rainsynth.accumulation_flow import veil_velocity
 from rainsynth.composite import LAYERS
+from rainsynth.dataset import to_uint8
 from rainsynth.errors import ParamError
 from rainsynth.params import SECTIONS, Preset, RainParams, load_preset
 
@@ -227,6 +228,8 @@ def test_bad_clean_input_raises_clear_errors():
         rainsynth.render(np.full((2, 8, 8, 3), 2.0, np.float32), params)
     with pytest.raises(ParamError, match="dtype"):
         rainsynth.render(np.zeros((2, 8, 8, 3), np.int32), params)
+    with pytest.raises(ParamError, match="rain dtype must be numpy.float32 or numpy.uint8"):
+        rainsynth.render(np.zeros((2, 8, 8, 3), np.uint8), params, dtype=np.float64)
 
 
 def test_output_is_bit_identical_across_runs_processes_and_thread_counts(tmp_path):
@@ -293,6 +296,10 @@ def clips(draw):
 def test_any_parameters_inside_the_presets_and_odd_shapes_give_finite_values_in_range(case):
     clean, params = case
     clip = rainsynth.render(clean, params)
+    # 8-bit rain rounded as it is composed: to_uint8 of the float32 rain, to the bit
+    np.testing.assert_array_equal(
+        rainsynth.render(clean, params, dtype=np.uint8).rain, to_uint8(clip.rain)
+    )
     assert clip.rain.shape == clean.shape
     assert np.isfinite(clip.rain).all()
     assert 0.0 <= clip.rain.min() and clip.rain.max() <= 1.0

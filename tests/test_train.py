@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -21,7 +23,7 @@ from derain_helpers import (
 
 from derain.checkpoint import CheckpointError, latest_checkpoint, load_model, read_weights
 from derain.config import ConfigError, TrainConfig
-from derain.data import DatasetClips, SampleKey, collate, training_dataset
+from derain.data import PairedClips, SampleKey, collate, training_dataset
 from derain.losses import derain_loss
 from derain.model import build_model
 from derain.train import TrainingError, clip_gradients, train, train_command
@@ -35,13 +37,13 @@ def dataset(tmp_path_factory):
 
 
 def _fixed_batch(data: Path) -> dict[str, torch.Tensor]:
-    clips = DatasetClips([str(data)], "train", (), 3, None)
-    return collate([clips[SampleKey(i, 0, i, 0)] for i in range(len(clips))])
+    clips = PairedClips(data, frames=3)  # the first 3 frames of each clip, whole
+    return collate([clips[i] for i in range(len(clips))])
 
 
 def _loss(model, batch, config) -> float:
     with torch.no_grad():
-        return derain_loss(model(batch["O"][..., :32, :32]), _crop(batch), config.loss, model)[
+        return derain_loss(model(batch["rain"][..., :32, :32]), _crop(batch), config.loss, model)[
             0
         ].item()
 
@@ -89,6 +91,24 @@ def test_online_rain_training_runs(dataset, tmp_path):
     assert read_weights(train(config, progress=False))[1]["iteration"] == "2"
 
 
+def test_training_reads_a_paired_folder_with_the_losses_that_need_no_layers(tmp_path):
+    rng = np.random.default_rng(0)
+    for side in ("LQ", "GT"):
+        (tmp_path / "paired" / side).mkdir(parents=True)
+        for t in range(4):
+            frame = rng.integers(0, 256, (40, 40, 3), np.uint8)
+            cv2.imwrite(str(tmp_path / "paired" / side / f"{t:04d}.png"), frame)
+    config = TrainConfig.from_dict(tiny_config(tmp_path / "paired", tmp_path / "run"))
+    with pytest.raises(ConfigError, match=r"LQ has no rain layers .* set both to 0"):
+        train(config, progress=False)
+    bare = config.replace(
+        loss={"var": 0.0, "flow_sup": 0.0},
+        optim={"iterations": 1},
+        run={"out": str(tmp_path / "bare")},
+    )
+    assert train(bare, progress=False).exists()
+
+
 def test_a_model_trains_on_the_whole_frame_facts_it_reads(dataset, tmp_path, monkeypatch):
     import derain.train as train_module
 
@@ -97,7 +117,7 @@ def test_a_model_trains_on_the_whole_frame_facts_it_reads(dataset, tmp_path, mon
     def spy(data, seed, context=False, rows=False):
         clips = training_dataset(data, seed, context, rows)
         sample = clips[SampleKey(0, 0, 0, 0)]
-        seen.append(("O_context" in sample, "rows" in sample))
+        seen.append(("rain_context" in sample, "rows" in sample))
         return clips
 
     monkeypatch.setattr(train_module, "training_dataset", spy)
