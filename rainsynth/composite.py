@@ -3,6 +3,10 @@
 O_t  = beta_t * B_t + (1 - beta_t) * A_t + U_t + S_t          (3)
 O~_t = (1 - alpha_t) * O_t + alpha_t * M_t                     (4)
 B^_t = (O~_t - U_t - S_t - (1 - beta_t) * A_t) / max(beta_t, 0.1) + R_t   (6)
+
+A physical preset's clip adds splashes to Eq. 3 and drops on the lens after Eq. 4
+(``rainsynth.photometry.compose_lit``), and its streaks and splashes are coloured by the light
+around them: S and "splash" have three channels.
 """
 
 from __future__ import annotations
@@ -14,13 +18,20 @@ import numpy as np
 from rainsynth._jit import jit, run_parallel
 from rainsynth.accumulation import DepthProvider, as_depth_provider, atmospheric_light, transmission
 from rainsynth.accumulation_flow import render_accumulation_flow
+from rainsynth.drops import render_drops
 from rainsynth.errors import ParamError
+from rainsynth.lens_drops import render_lens_drops
 from rainsynth.occlusion import occlusion_intensity, render_occlusion
 from rainsynth.params import RainParams
+from rainsynth.photometry import compose_lit, environment, scene_light
+from rainsynth.splashes import render_splashes
 from rainsynth.streaks import render_streaks
 
 LAYERS = ("S", "U", "beta", "A", "alpha", "M")
 """Names of the rain layers: streaks, accumulation flow, transmission, light, matte, intensity."""
+PHYSICAL_LAYERS = ("splash", "lens_alpha", "lens")
+"""Layers only a physical preset's clip has: splashes, the matte of the drops on the lens and
+what shows through them."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,7 +41,9 @@ class RainClip:
     Attributes:
         rain: O~ of Eq. 4, (T, H, W, 3) float32 in [0, 1].
         layers: float32 arrays broadcastable to (T, H, W, 3): "S", "U", "beta", "alpha"
-            (T, H, W, 1) and "A", "M" (T, 1, 1, 3).
+            (T, H, W, 1) and "A", "M" (T, 1, 1, 3). A physical preset's clip has "S"
+            (T, H, W, 3) (coloured by the light) and also "splash" (T, H, W, 3), "lens_alpha"
+            (T, H, W, 1) and "lens" (T, H, W, 3) (``PHYSICAL_LAYERS``).
         params: the parameters it was rendered with.
     """
 
@@ -59,6 +72,8 @@ def render(
         number of threads.
     """
     clean = _checked_clean(clean, params)
+    if params.physics is not None:
+        return _render_physical(clean, params, depth)
     # One block for the four per-pixel layers (each renderer overwrites its own): a single large
     # allocation is mapped in huge pages, where four separate ones would page-fault in 4 KiB
     # steps, which cost more than rendering them.
@@ -77,6 +92,45 @@ def render(
         "M": occlusion_intensity(params),
     }
     return RainClip(rain=compose(clean, layers), layers=layers, params=params)
+
+
+def _render_physical(
+    clean: np.ndarray, params: RainParams, depth: DepthProvider | float | np.ndarray | None
+) -> RainClip:
+    """``render`` for a physical preset: drops, splashes and lens drops, lit by the scene.
+
+    Memory is what this costs most (each fresh page is a page fault): the drops' coverage is
+    drawn into S's first channel, splashes and lens drops touch only the pages they cover, and
+    the accumulation flow and occlusion, which a physical preset leaves off, are read-only zero
+    layers.
+    """
+    num_frames, height, width = clean.shape[:3]
+    streaks = np.empty(clean.shape, np.float32)
+    beta, splash_coverage = np.empty((2, num_frames, height, width, 1), np.float32)
+    splash = np.zeros(clean.shape, np.float32)
+    transmission(as_depth_provider(depth)(clean, params), params.accumulation.k, out=beta)
+    light, sky = environment(clean)
+    render_drops(params, out=streaks[..., 0])
+    render_splashes(params, out=splash_coverage[..., 0])
+    layers = {
+        "S": streaks,
+        "U": _rendered_or_zeros(render_accumulation_flow, params, params.flow.opacity > 0.0),
+        "beta": beta,
+        "A": scene_light(sky),
+        "alpha": _rendered_or_zeros(render_occlusion, params, params.occlusion.density > 0.0),
+        "M": occlusion_intensity(params),
+        "splash": splash,
+    }
+    rain = compose_lit(clean, layers, splash_coverage[..., 0], light)
+    layers["lens_alpha"], layers["lens"] = render_lens_drops(params, clean, rain)
+    return RainClip(rain=rain, layers=layers, params=params)
+
+
+def _rendered_or_zeros(renderer, params: RainParams, present: bool) -> np.ndarray:
+    """``renderer(params)``, a (T, H, W, 1) layer, if ``present``, else read-only zeros."""
+    if present:
+        return renderer(params)
+    return np.broadcast_to(np.zeros((1, 1, 1, 1), np.float32), params.shape + (1,))
 
 
 def compose(clean: np.ndarray, layers: dict[str, np.ndarray]) -> np.ndarray:
