@@ -26,6 +26,7 @@ from rainsynth.physics import (
     Optics,
     Slices,
     VisibleRain,
+    check_count,
     sample_diameters,
     streak_shape,
     terminal_velocity,
@@ -64,16 +65,21 @@ def render_drops(params: RainParams, out: np.ndarray | None = None) -> np.ndarra
     num_frames, height, width = params.shape
     out = np.empty((num_frames, height, width), np.float32) if out is None else out
     visible = VisibleRain.of(params.physics, params.shape)
+    check_count("drops", visible.slices.expected.sum())
     optics = Optics.of(params.physics.camera, params.shape)
-    if visible.persistent(height, width):
-        drops = draw_drops(stream(params.seed, params.clip, CLIP_LEVEL, "drops"), params, visible)
-        frames = [streak_columns(drops, params, optics, t) for t in range(num_frames)]
-    else:
-        frames = [
-            streak_columns(draw_drops(stream(params.seed, params.clip, t, "drops"), params,
-                                      visible), params, optics, t, moved=False)  # fmt: skip
-            for t in range(num_frames)
-        ]
+    persistent = visible.persistent(height, width)
+    key = (params.seed, params.clip)
+    shared = draw_drops(stream(*key, CLIP_LEVEL, "drops"), params, visible) if persistent else None
+    frames = [
+        streak_columns(
+            shared if persistent else draw_drops(stream(*key, t, "drops"), params, visible),
+            params,
+            optics,
+            t,
+            moved=persistent,
+        )
+        for t in range(num_frames)
+    ]
     offsets = np.zeros(num_frames + 1, np.int64)
     offsets[1:] = np.cumsum([len(columns[0]) for columns in frames])
     columns = [np.concatenate([c[i] for c in frames]) for i in range(7)]

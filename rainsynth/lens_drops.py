@@ -26,7 +26,13 @@ import numpy as np
 
 from rainsynth._jit import jit, run_parallel
 from rainsynth.params import RainParams
-from rainsynth.physics import Optics, number_density, number_flux, sample_diameters
+from rainsynth.physics import (
+    Optics,
+    check_count,
+    number_density,
+    number_flux,
+    sample_diameters,
+)
 from rainsynth.rng import CLIP_LEVEL, stream
 
 RESIDENCE = 10.0
@@ -98,6 +104,7 @@ def _drops_on_glass(params: RainParams) -> tuple[np.ndarray, ...]:
         rate, SMALLEST
     )
     duration = RESIDENCE + num_frames / camera.fps
+    check_count("drops on the lens", landing * area * duration)
     rng = stream(params.seed, params.clip, CLIP_LEVEL, "lens")
     count = rng.poisson(landing * area * duration)
     u = rng.random((3, count))

@@ -47,7 +47,8 @@ def environment(clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     num_frames, height, width = clean.shape[:3]
     low_h, low_w = -(-height // LOW), -(-width // LOW)
     step = max(1, LOW // 4)  # point samples 4 per low-res pixel and side; the blur does the rest
-    samples = linear(clean[:, step // 2 :: step, step // 2 :: step])
+    y0, x0 = min(step // 2, height - 1), min(step // 2, width - 1)
+    samples = linear(clean[:, y0::step, x0::step])
     out = np.empty((num_frames, low_h, low_w, 3), np.float32)
     upper = samples[:, : max(1, samples.shape[1] // 2)].reshape(num_frames, -1, 3)
     sky = np.percentile(upper, 90, axis=1)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rainsynth.errors import ParamError
+
 MP_N0 = 8000.0
 """Marshall-Palmer intercept N0, drops per m^3 per mm of diameter (Marshall & Palmer 1948)."""
 
@@ -70,7 +72,9 @@ def number_flux(rate: float, d_min: float = 0.0) -> float:
     N0 exp(-Lambda D) v(D) dD with Atlas et al.'s v, in closed form:
     N0 exp(-Lambda d_min) (9.65 / Lambda - 10.3 exp(-0.6 d_min) / (Lambda + 0.6))."""
     lam = slope(rate)
-    return MP_N0 * math.exp(-lam * d_min) * (9.65 / lam - 10.3 * math.exp(-0.6 * d_min) / (lam + 0.6))
+    return (
+        MP_N0 * math.exp(-lam * d_min) * (9.65 / lam - 10.3 * math.exp(-0.6 * d_min) / (lam + 0.6))
+    )
 
 
 def extinction(rate: float) -> float:
@@ -99,6 +103,21 @@ def circle_of_confusion(distance, *, focus: float, focal_mm: float, f_number: fl
     confusion (Potmesil & Chakravarty 1981) with the aperture f / N and f in mm."""
     f = focal_mm / 1000.0
     return focal_mm / f_number * np.abs(distance - focus) / distance * f / (focus - f)
+
+
+MOST_DROPS = 2_000_000
+"""The most drops (or splashes) a clip may draw at once: more is a camera and rain that would
+take minutes a frame (an exposure of microseconds, a rain of hundreds of mm/h)."""
+
+
+def check_count(what: str, expected: float) -> None:
+    """Raise ParamError if ``expected`` (the mean number of ``what`` a draw makes) is above
+    MOST_DROPS."""
+    if not expected <= MOST_DROPS:
+        raise ParamError(
+            f"these rain and camera parameters would draw {expected:.3g} {what} at once; at most "
+            f"{MOST_DROPS} are allowed: lower the rain rate or lengthen the exposure"
+        )
 
 
 ALONG = 1.65

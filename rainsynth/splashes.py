@@ -25,6 +25,7 @@ from rainsynth.physics import (
     SPRAY,
     VISIBLE,
     Optics,
+    check_count,
     number_density,
     sample_diameters,
     streak_shape,
@@ -96,8 +97,10 @@ def _landings(
     # the ground seen between near and far is W z / f wide at distance z: W (far^2 - near^2) / 2f
     area = optics.width * (far * far - near * near) / (2.0 * optics.focal)
     density = np.array([number_density(rate, d, D_MAX) for d in d_min])
+    means = np.outer(stop - start, density * v_max * area)  # (window, slice)
+    check_count("splashes", means.sum())
     rng = stream(params.seed, params.clip, CLIP_LEVEL, "splashes")
-    counts = rng.poisson(np.outer(stop - start, density * v_max * area))  # (window, slice)
+    counts = rng.poisson(means)
     window = np.repeat(np.arange(len(windows)), counts.sum(axis=1))
     index = np.repeat(np.tile(np.arange(len(near)), len(windows)), counts.ravel())
     near, far = near[index], far[index]
