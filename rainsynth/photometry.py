@@ -71,7 +71,6 @@ def scene_light(sky: np.ndarray) -> np.ndarray:
 def compose_lit(
     clean: np.ndarray,
     layers: dict[str, np.ndarray],
-    splash_coverage: np.ndarray,
     light: np.ndarray,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -83,10 +82,9 @@ def compose_lit(
 
     Args:
         clean: B, (T, H, W, 3) uint8 or float32 in [0, 1].
-        layers: "U", "beta", "alpha" (T, H, W, 1) and "A", "M" (T, 1, 1, 3), float32; "S",
-            (T, H, W, 3) float32, holds the drops' coverage in its first channel and is
-            overwritten; "splash", (T, H, W, 3) float32 and zero, is written where splashes are.
-        splash_coverage: (T, H, W) float32 in [0, 1], the splashes' coverage.
+        layers: "U", "beta", "alpha" (T, H, W, 1) and "A", "M" (T, 1, 1, 3), float32; "S" and
+            "splash", (T, H, W, 3) float32, hold the coverage of the drops and of the splashes in
+            their first channel (in [0, 1]) and are overwritten.
         light: the environment's linear radiance, (T, h, w, 3) float32 (``environment``).
         out: a (T, H, W, 3) float32 array to write the rain into (default: a new array).
 
@@ -106,7 +104,6 @@ def compose_lit(
         layers["A"][:, 0, 0, :],
         layers["alpha"][..., 0],
         layers["M"][:, 0, 0, :],
-        splash_coverage,
         light,
         layers["S"],
         layers["splash"],
@@ -126,8 +123,8 @@ def _lit(background, covered, environment):  # pragma: no cover
 
 @jit
 def _compose_lit(
-    start, stop, out, clean, scale, beta, veil, light, alpha, intensity, splash_coverage,
-    environment, streaks, splashes,
+    start, stop, out, clean, scale, beta, veil, light, alpha, intensity, environment, streaks,
+    splashes,
 ):  # pragma: no cover  # fmt: skip
     """Rows [start, stop) of the (T * H) image rows: see ``compose_lit``."""
     height, width = out.shape[1], out.shape[2]
@@ -138,7 +135,6 @@ def _compose_lit(
         rain, b_row = out[t, y].reshape(-1), clean[t, y].reshape(-1)
         s_row, p_row = streaks[t, y].reshape(-1), splashes[t, y].reshape(-1)
         beta_row, veil_row, alpha_row = beta[t, y], veil[t, y], alpha[t, y]
-        splash_row = splash_coverage[t, y]
         a0, a1, a2 = light[t, 0], light[t, 1], light[t, 2]
         for x in range(width):  # Eq. 3 without S and splashes: vectorises
             b, u = beta_row[x], veil_row[x]
@@ -146,11 +142,12 @@ def _compose_lit(
             rain[3 * x + 1] = b * (b_row[3 * x + 1] * scale) + (one - b) * a1 + u
             rain[3 * x + 2] = b * (b_row[3 * x + 2] * scale) + (one - b) * a2 + u
         for x in range(width):
-            c, cs = s_row[3 * x], splash_row[x]
+            c, cs = s_row[3 * x], p_row[3 * x]
             if c > zero or cs > zero:
                 _light_pixel(rain, s_row, p_row, environment, t, y, x, c, cs)
             else:
                 s_row[3 * x], s_row[3 * x + 1], s_row[3 * x + 2] = zero, zero, zero
+                p_row[3 * x], p_row[3 * x + 1], p_row[3 * x + 2] = zero, zero, zero
         for x in range(width):  # Eq. 4 and the clip to [0, 1]
             m = alpha_row[x]
             for k in range(3):
@@ -176,9 +173,7 @@ def _light_pixel(rain, s_row, p_row, environment, t, y, x, c, cs):  # pragma: no
         e = (one - wy) * top + wy * bottom
         o = rain[3 * x + k]
         s = _lit(o, c, e)
+        p = _lit(o, cs, e)
         s_row[3 * x + k] = s
-        if cs > np.float32(0.0):
-            p = _lit(o, cs, e)
-            p_row[3 * x + k] = p
-            s += p
-        rain[3 * x + k] = o + s
+        p_row[3 * x + k] = p
+        rain[3 * x + k] = o + s + p
