@@ -48,8 +48,9 @@ MAGNIFY = 5.0
 """A drop shows the scene this many times its own size around it, upside down."""
 TRANSMITTANCE = 0.9
 """Fraction of the light through a drop on the glass that reaches the lens (Fresnel losses)."""
-LOW = 4
-"""The view through the drops is sampled from the frame blurred at 1/LOW of its size."""
+LOW = 8
+"""The view through the drops is sampled from the frame at 1/LOW of its size, blurred with a
+standard deviation of 1.5 of its pixels (the glass is far out of focus)."""
 
 
 def render_lens_drops(
@@ -127,7 +128,7 @@ def _blurred(clean: np.ndarray) -> np.ndarray:
     out = np.empty((num_frames, size[1], size[0], 3), np.float32)
     for t in range(num_frames):
         low = cv2.resize(clean[t], size, interpolation=cv2.INTER_AREA).astype(np.float32)
-        out[t] = cv2.GaussianBlur(low, (0, 0), 1.0).reshape(out[t].shape) * np.float32(scale)
+        out[t] = cv2.GaussianBlur(low, (0, 0), 1.5).reshape(out[t].shape) * np.float32(scale)
     return out
 
 
