@@ -126,12 +126,19 @@ def _compose_lit(
     start, stop, out, clean, scale, beta, veil, light, alpha, intensity, environment, streaks,
     splashes,
 ):  # pragma: no cover  # fmt: skip
-    """Rows [start, stop) of the (T * H) image rows: see ``compose_lit``."""
+    """Rows [start, stop) of the (T * H) image rows: see ``compose_lit``. Where a drop or splash
+    covers a pixel, the environment is sampled bilinearly (low-res pixel centres at
+    (i + 1/2) LOW - 1/2, edges clamped)."""
     height, width = out.shape[1], out.shape[2]
+    low_h, low_w = environment.shape[1], environment.shape[2]
     zero, one = np.float32(0.0), np.float32(1.0)
     for row in range(start, stop):
         t = row // height
         y = row - t * height
+        fy = min(max((y + 0.5) / LOW - 0.5, 0.0), low_h - 1.0)
+        y0 = int(fy)
+        wy = np.float32(fy - y0)
+        upper, lower = environment[t, y0], environment[t, min(y0 + 1, low_h - 1)]
         rain, b_row = out[t, y].reshape(-1), clean[t, y].reshape(-1)
         s_row, p_row = streaks[t, y].reshape(-1), splashes[t, y].reshape(-1)
         beta_row, veil_row, alpha_row = beta[t, y], veil[t, y], alpha[t, y]
@@ -144,7 +151,19 @@ def _compose_lit(
         for x in range(width):
             c, cs = s_row[3 * x], p_row[3 * x]
             if c > zero or cs > zero:
-                _light_pixel(rain, s_row, p_row, environment, t, y, x, c, cs)
+                fx = min(max((x + 0.5) / LOW - 0.5, 0.0), low_w - 1.0)
+                x0 = int(fx)
+                x1 = min(x0 + 1, low_w - 1)
+                wx = np.float32(fx - x0)
+                for k in range(3):
+                    e = (one - wy) * ((one - wx) * upper[x0, k] + wx * upper[x1, k]) + wy * (
+                        (one - wx) * lower[x0, k] + wx * lower[x1, k])  # fmt: skip
+                    o = rain[3 * x + k]
+                    s = _lit(o, c, e)
+                    p = _lit(o, cs, e) if cs > zero else zero
+                    s_row[3 * x + k] = s
+                    p_row[3 * x + k] = p
+                    rain[3 * x + k] = o + s + p
             else:
                 s_row[3 * x], s_row[3 * x + 1], s_row[3 * x + 2] = zero, zero, zero
                 p_row[3 * x], p_row[3 * x + 1], p_row[3 * x + 2] = zero, zero, zero
@@ -153,27 +172,3 @@ def _compose_lit(
             for k in range(3):
                 o = (one - m) * rain[3 * x + k] + m * intensity[t, k]
                 rain[3 * x + k] = min(max(o, zero), one)
-
-
-@jit
-def _light_pixel(rain, s_row, p_row, environment, t, y, x, c, cs):  # pragma: no cover
-    """S and splash of pixel x of a row covered by drops (c) or splashes (cs), added to the
-    row's rain: the environment of frame t sampled bilinearly at (y, x) (low-res pixel centres
-    at (i + 1/2) LOW - 1/2, edges clamped), then ``_lit``."""
-    low_h, low_w = environment.shape[1], environment.shape[2]
-    one = np.float32(1.0)
-    fy = min(max((y + 0.5) / LOW - 0.5, 0.0), low_h - 1.0)
-    fx = min(max((x + 0.5) / LOW - 0.5, 0.0), low_w - 1.0)
-    y0, x0 = int(fy), int(fx)
-    y1, x1 = min(y0 + 1, low_h - 1), min(x0 + 1, low_w - 1)
-    wy, wx = np.float32(fy - y0), np.float32(fx - x0)
-    for k in range(3):
-        top = (one - wx) * environment[t, y0, x0, k] + wx * environment[t, y0, x1, k]
-        bottom = (one - wx) * environment[t, y1, x0, k] + wx * environment[t, y1, x1, k]
-        e = (one - wy) * top + wy * bottom
-        o = rain[3 * x + k]
-        s = _lit(o, c, e)
-        p = _lit(o, cs, e)
-        s_row[3 * x + k] = s
-        p_row[3 * x + k] = p
-        rain[3 * x + k] = o + s + p

@@ -404,3 +404,19 @@ def test_any_physical_parameters_in_the_presets_give_finite_layers_in_range(case
         assert np.isfinite(layer).all() and 0.0 <= layer.min() and layer.max() <= 1.0, name
         assert np.broadcast_shapes(layer.shape, clean.shape) == clean.shape, name
     assert rainsynth.RainParams.from_dict(params.to_dict()) == params
+
+
+def test_physical_clips_are_bit_identical_whatever_the_thread_count_and_order():
+    params = [physical_params("storm", clip=c, camera__wetting=0.2) for c in range(2)]
+    before = rainsynth.get_num_threads()
+    try:
+        rainsynth.set_num_threads(1)
+        one = [rainsynth.render(grey_clip(), p) for p in params]
+        rainsynth.set_num_threads(3)
+        three = [rainsynth.render(grey_clip(), p) for p in reversed(params)][::-1]
+    finally:
+        rainsynth.set_num_threads(before)
+    for a, b in zip(one, three, strict=True):
+        assert np.array_equal(a.rain, b.rain)
+        assert all(np.array_equal(a.layers[k], b.layers[k]) for k in a.layers)
+    assert not np.array_equal(one[0].rain, one[1].rain)
