@@ -10,7 +10,8 @@ the one that made it, and it is drawn as a blurred blob (``physics.streak_shape`
 for the part of the exposure it lasts, lit like the streaks (``rainsynth.photometry``).
 
 Landings are events in time, drawn once per clip over the exposures of its frames, keyed by
-(seed, clip): a splash is seen in consecutive frames when frames come faster than it lasts.
+(seed, clip): a splash is seen in consecutive frames when frames come faster than it lasts. The
+camera's own motion is left out (a splash lasts a few milliseconds).
 """
 
 from __future__ import annotations
