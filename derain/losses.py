@@ -1,7 +1,7 @@
 """Training losses (Sec. 4): L_Rect, L_Var, L_Opt-Fine, L_Opt-Reg, and flow-net losses.
 
     L = rect * L_Rect + var * L_Var + opt_fine * L_Opt-Fine + opt_reg * L_Opt-Reg + flow_sup * L_Flow
-        + streak_free * L_Streak-Free
+        + streak_free * L_Streak-Free + gate * L_Gate
 
 Every distance is the Charbonnier penalty rho(x) = sqrt(x^2 + eps^2) - eps (eps = 1e-3), averaged:
 robust like L1 (the choice of BasicSR's video restorers such as EDVR and BasicVSR, over the
@@ -11,8 +11,10 @@ penalty on the end-point distance |F - F_gt|.
 - L_Rect: the clean estimates of both stages, B^S and B^M, against B.
 - L_Var: the layer variables S, U, beta, A, R of both stages against the dataset's layers. Eq. 6
   has no occlusion term, so R's target is what makes Eq. 6 exact: R = B - (O~ - U - S - (1-beta) A)
-  / max(beta, 0.1) (derain.recovery.residual_target). With ModelConfig.rain_gate, also the gate g
-  against whether the frame has rain at all (derain.gate.rain_present).
+  / max(beta, 0.1) (derain.recovery.residual_target).
+- L_Gate (gate, not in the paper; only for a model with ModelConfig.rain_gate): the rain gate g
+  against whether the frame has rain at all (derain.gate.rain_present). Without it the gate learns
+  from L_Rect alone, where a gate left open on a rain-free frame costs little per pixel.
 - L_Opt-Fine (fine-level flow): the brightness-constancy terms [dB/dx, dB/dy, dB/dt] of the output
   clip against the ground truth's (forward differences; dB/dt between consecutive frames).
 - L_Opt-Reg (regularised flow): the flow net on consecutive outputs (B^M_{t-1}, B^M_t) against the
@@ -59,6 +61,7 @@ class LossConfig(DictConfig):
     opt_reg: float = 0.01
     flow_sup: float = 0.0
     streak_free: float = 0.0
+    gate: float = 0.0
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -140,15 +143,16 @@ def layer_targets(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def variable_loss(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """L_Var: each layer variable of each stage (and the rain gate) against its ground truth,
-    summed."""
+    """L_Var: each layer variable of each stage against its ground truth, summed."""
     targets = layer_targets(batch)
-    loss = sum(
+    return sum(
         _distance(outputs[f"{k}_{s}"], targets[k]) for s in _stages(outputs) for k in LAYER_NAMES
     )
-    if "g" in outputs:
-        loss = loss + _distance(outputs["g"], rain_present(batch["O"], batch["B"]))
-    return loss
+
+
+def gate_loss(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """L_Gate: the rain gate g (N,T,1,1,1) against whether each frame has rain."""
+    return _distance(outputs["g"], rain_present(batch["rain"], batch["clean"]))
 
 
 def streak_free_loss(outputs: dict[str, torch.Tensor], streaks: torch.Tensor) -> torch.Tensor:
@@ -273,6 +277,8 @@ def derain_loss(
         terms["rect"] = rect_loss(outputs, clean)
     if config.var:
         terms["var"] = variable_loss(outputs, batch)
+    if config.gate and "g" in outputs:
+        terms["gate"] = gate_loss(outputs, batch)
     if config.streak_free:
         terms["streak_free"] = streak_free_loss(outputs, batch["S"])
     if config.opt_fine:

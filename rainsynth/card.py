@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from rainsynth import dataset
-from rainsynth.params import SECTIONS
+from rainsynth.params import PHYSICAL_SECTIONS, SECTIONS
 
 PREVIEW, HISTOGRAMS, CARD = "preview.png", "parameters.png", "README.md"
 CARD_FILES = (CARD, PREVIEW, HISTOGRAMS)
@@ -244,7 +244,7 @@ The rain model is O = beta B + (1 - beta) A + U + S (Eq. 3) and O~ = (1 - alpha)
   the value is `lo + q * (hi - lo) / 255` (error at most (hi - lo) / 510, never coarser than
   the 8-bit frames).
 - `A`, `M`: (T, 1, 1, 3) float32, stored as rendered.
-
+{_physical_note(manifest)}
 `flow.npz` holds `flow`, (T-1, H, W, 2) float32 in pixels (dx, dy), backward: frame t at (x, y)
 shows what frame t-1 shows at (x + dx, y + dy).
 
@@ -262,6 +262,18 @@ for clip in read_dataset("path/to/this/folder", split="train"):
 
 Without rainsynth: the PNGs open with any image library, `layers.npz` and `flow.npz` with
 `numpy.load`, the JSON files with any JSON reader.
+"""
+
+
+def _physical_note(manifest: dict) -> str:
+    """The layers of physical presets' clips, for a card whose dataset has any ("" otherwise)."""
+    if not any(set(p["ranges"]) == set(PHYSICAL_SECTIONS) for p in manifest["presets"].values()):
+        return ""
+    return """- Clips of a physical preset (its `params.json` has `physics`): `S` is (T, H, W, 3), its
+  streaks coloured by the light around them, and `splash` (T, H, W, 3), `lens_alpha`
+  (T, H, W, 1) and `lens` (T, H, W, 3) are encoded as `S` is. Their rain adds the splashes to
+  Eq. 3, O = beta B + (1 - beta) A + U + S + splash, and the drops on the lens after Eq. 4:
+  (1 - lens_alpha) O~ + lens_alpha lens, with O~ clipped to [0, 1] first.
 """
 
 

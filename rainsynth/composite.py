@@ -3,10 +3,15 @@
 O_t  = beta_t * B_t + (1 - beta_t) * A_t + U_t + S_t          (3)
 O~_t = (1 - alpha_t) * O_t + alpha_t * M_t                     (4)
 B^_t = (O~_t - U_t - S_t - (1 - beta_t) * A_t) / max(beta_t, 0.1) + R_t   (6)
+
+A physical preset's clip adds splashes to Eq. 3 and drops on the lens after Eq. 4
+(``rainsynth.photometry.compose_lit``), and its streaks and splashes are coloured by the light
+around them: S and "splash" have three channels.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numba
@@ -16,13 +21,20 @@ from numba.extending import overload
 from rainsynth._jit import jit, run_parallel
 from rainsynth.accumulation import DepthProvider, as_depth_provider, atmospheric_light, transmission
 from rainsynth.accumulation_flow import render_accumulation_flow
+from rainsynth.drops import render_drops
 from rainsynth.errors import ParamError
+from rainsynth.lens_drops import render_lens_drops
 from rainsynth.occlusion import occlusion_intensity, render_occlusion
 from rainsynth.params import RainParams
+from rainsynth.photometry import compose_lit, environment, scene_light
+from rainsynth.splashes import render_splashes
 from rainsynth.streaks import render_streaks
 
 LAYERS = ("S", "U", "beta", "A", "alpha", "M")
 """Names of the rain layers: streaks, accumulation flow, transmission, light, matte, intensity."""
+PHYSICAL_LAYERS = ("splash", "lens_alpha", "lens")
+"""Layers only a physical preset's clip has: splashes, the matte of the drops on the lens and
+what shows through them."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,7 +45,9 @@ class RainClip:
         rain: O~ of Eq. 4, (T, H, W, 3) float32 in [0, 1] (uint8 0..255 when rendered with
             ``dtype=np.uint8``).
         layers: float32 arrays broadcastable to (T, H, W, 3): "S", "U", "beta", "alpha"
-            (T, H, W, 1) and "A", "M" (T, 1, 1, 3).
+            (T, H, W, 1) and "A", "M" (T, 1, 1, 3). A physical preset's clip has "S"
+            (T, H, W, 3) (coloured by the light) and also "splash" (T, H, W, 3), "lens_alpha"
+            (T, H, W, 1) and "lens" (T, H, W, 3) (``PHYSICAL_LAYERS``).
         params: the parameters it was rendered with.
     """
 
@@ -65,6 +79,11 @@ def render(
         number of threads.
     """
     clean = _checked_clean(clean, params)
+    if params.physics is not None:
+        clip = _render_physical(clean, params, depth)
+        if dtype is np.uint8:
+            clip = dataclasses.replace(clip, rain=to_uint8(clip.rain))
+        return clip
     # One block for the four per-pixel layers (each renderer overwrites its own): a single large
     # allocation is mapped in huge pages, where four separate ones would page-fault in 4 KiB
     # steps, which cost more than rendering them.
@@ -83,6 +102,44 @@ def render(
         "M": occlusion_intensity(params),
     }
     return RainClip(rain=compose(clean, layers, dtype), layers=layers, params=params)
+
+
+def _render_physical(
+    clean: np.ndarray, params: RainParams, depth: DepthProvider | float | np.ndarray | None
+) -> RainClip:
+    """``render`` for a physical preset: drops, splashes and lens drops, lit by the scene.
+
+    Memory is what this costs most (each fresh page is a page fault): the drops' and splashes'
+    coverage are drawn into the first channel of S and "splash", which share one block with the
+    rain (under glibc's largest mmap threshold, so that it is reused from call to call), drops on
+    the lens touch only the pages they cover, and the accumulation flow and occlusion, which a
+    physical preset leaves off, are read-only zero layers.
+    """
+    streaks, splash, rain = np.empty((3,) + clean.shape, np.float32)
+    beta = np.empty(clean.shape[:3] + (1,), np.float32)
+    transmission(as_depth_provider(depth)(clean, params), params.accumulation.k, out=beta)
+    light, sky = environment(clean)
+    render_drops(params, out=streaks[..., 0])
+    render_splashes(params, out=splash[..., 0])
+    layers = {
+        "S": streaks,
+        "U": _rendered_or_zeros(render_accumulation_flow, params, params.flow.opacity > 0.0),
+        "beta": beta,
+        "A": scene_light(sky),
+        "alpha": _rendered_or_zeros(render_occlusion, params, params.occlusion.density > 0.0),
+        "M": occlusion_intensity(params),
+        "splash": splash,
+    }
+    compose_lit(clean, layers, light, out=rain)
+    layers["lens_alpha"], layers["lens"] = render_lens_drops(params, clean, rain)
+    return RainClip(rain=rain, layers=layers, params=params)
+
+
+def _rendered_or_zeros(renderer, params: RainParams, present: bool) -> np.ndarray:
+    """``renderer(params)``, a (T, H, W, 1) layer, if ``present``, else read-only zeros."""
+    if present:
+        return renderer(params)
+    return np.broadcast_to(np.zeros((1, 1, 1, 1), np.float32), params.shape + (1,))
 
 
 def compose(
@@ -203,3 +260,21 @@ def _checked_clean(clean: np.ndarray, params: RainParams) -> np.ndarray:
             f"float clean clip must be finite and in [0, 1], got range [{clean.min()}, {clean.max()}]"
         )
     return clean
+
+
+def to_uint8(frames: np.ndarray) -> np.ndarray:
+    """Float frames in [0, 1] (any shape) -> uint8: rint(clip(x, 0, 1) * 255) in float32.
+
+    One pass over the values (numba); the same bytes as the NumPy expression.
+    """
+    values = np.ascontiguousarray(frames, dtype=np.float32)
+    out = np.empty(values.shape, np.uint8)
+    run_parallel(_to_uint8, values.size, values.reshape(-1), out.reshape(-1))
+    return out
+
+
+@jit
+def _to_uint8(start, stop, values, out):  # pragma: no cover
+    """out[i] = rint(clip(values[i], 0, 1) * 255) for i in [start, stop)."""
+    for i in range(start, stop):
+        out[i] = eight_bit(values[i])

@@ -5,15 +5,17 @@
     ROOT/<split>/<preset>/<clip>/
         rain/0001.png ...                 O~ of Eq. 4, 8-bit RGB PNG
         clean/0001.png ...                B, 8-bit RGB PNG
-        layers.npz                        S, U, beta, alpha, A, M (see "Layer encoding")
+        layers.npz                        S, U, beta, alpha, A, M (see "Layer encoding"), and for
+                                          a physical preset's clip splash, lens_alpha, lens
         flow.npz                          "flow": exact backward flow (T-1, H, W, 2) float32, px
                                           (only when the source knows it: the builtin source)
         params.json                       RainParams.to_dict() of the clip
         clip.json                         what the clip was built from (source reference, files,
                                           split, preset, seed, clip index) and its shape
 
-Layer encoding: the full-resolution layers S, U, beta, alpha, (T, H, W, 1), are stored as uint8
-``q`` with their range ``<name>_range`` = [lo, hi] (float32):
+Layer encoding: the full-resolution layers S, U, beta, alpha, (T, H, W, 1) (S (T, H, W, 3) for a
+physical preset), and a physical preset's splash, lens (T, H, W, 3) and lens_alpha (T, H, W, 1),
+are stored as uint8 ``q`` with their range ``<name>_range`` = [lo, hi] (float32):
 ``value = lo + q * (hi - lo) / 255``, rounded to nearest, so the error is at most
 (hi - lo) / 510 <= 1/510, no coarser than the 8-bit PNG frames. A and M, (T, 1, 1, 3), are stored
 as float32 as they are. The arrays are deflated (zip level 1) into a standard ``.npz`` that
@@ -37,14 +39,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from rainsynth._jit import jit, run_parallel
-from rainsynth.composite import eight_bit
+from rainsynth.composite import PHYSICAL_LAYERS, to_uint8
 from rainsynth.errors import RainsynthError
 from rainsynth.params import RainParams
 
 LAYERS = ("S", "U", "beta", "A", "alpha", "M")
-QUANTISED = ("S", "U", "beta", "alpha")
-"""Layers stored as uint8 with a [lo, hi] range; the others (A, M) are stored as float32."""
+QUANTISED = ("S", "U", "beta", "alpha") + PHYSICAL_LAYERS
+"""Layers stored as uint8 with a [lo, hi] range; the others (A, M) are stored as float32. A
+physical preset's own layers (PHYSICAL_LAYERS) are stored only when present, so other clips'
+files are as they were."""
 PNG_COMPRESSION = 1
 """cv2.IMWRITE_PNG_COMPRESSION of the frames: zlib level 1 with zlib's default (filtered)
 strategy. On 448x256 frames (benchmarks/build_speed.py) it writes in ~5.5 ms, 1.5x faster than
@@ -58,7 +61,8 @@ ENCODING = {
     f"/ 255; A, M: float32; deflate level {ZIP_LEVEL}",
     "flow": f"float32 backward flow (T-1, H, W, 2) in px; deflate level {ZIP_LEVEL}",
 }
-"""How the files are encoded (recorded in the manifest)."""
+"""How the files are encoded (recorded in the manifest; a physical preset's splash, lens_alpha and
+lens are encoded as S is, and the text stays as it was so that manifests keep their bytes)."""
 TEMP_PREFIX = ".tmp-"
 CLIP_FILE = "clip.json"
 PARAMS_FILE = "params.json"
@@ -73,7 +77,7 @@ def encode_layers(layers: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     if missing:
         raise ValueError(f"layers lack {missing}; expected {list(LAYERS)}")
     arrays: dict[str, np.ndarray] = {}
-    for name in LAYERS:
+    for name in LAYERS + tuple(n for n in PHYSICAL_LAYERS if n in layers):
         value = np.asarray(layers[name], np.float32)
         if name not in QUANTISED:
             arrays[name] = value
@@ -90,7 +94,7 @@ def encode_layers(layers: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 def decode_layers(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Inverse of :func:`encode_layers`: float32 layers shaped as render gives them."""
     layers = {}
-    for name in LAYERS:
+    for name in LAYERS + tuple(n for n in PHYSICAL_LAYERS if n in arrays):
         value = arrays[name]
         if name in QUANTISED:
             lo, hi = (float(v) for v in arrays[f"{name}_range"])
@@ -124,24 +128,6 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
 def write_json(path: Path, value: object) -> None:
     """Write JSON with sorted keys and a final newline (stable bytes)."""
     path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def to_uint8(frames: np.ndarray) -> np.ndarray:
-    """Float frames in [0, 1] (any shape) -> uint8: rint(clip(x, 0, 1) * 255) in float32.
-
-    One pass over the values (numba); the same bytes as the NumPy expression.
-    """
-    values = np.ascontiguousarray(frames, dtype=np.float32)
-    out = np.empty(values.shape, np.uint8)
-    run_parallel(_to_uint8, values.size, values.reshape(-1), out.reshape(-1))
-    return out
-
-
-@jit
-def _to_uint8(start, stop, values, out):  # pragma: no cover
-    """out[i] = rint(clip(values[i], 0, 1) * 255) for i in [start, stop)."""
-    for i in range(start, stop):
-        out[i] = eight_bit(values[i])
 
 
 def to_float(frames: np.ndarray) -> np.ndarray:
@@ -297,7 +283,8 @@ class DatasetClip:
         return to_float(self.stored_frames("clean", frames))
 
     def layers(self) -> dict[str, np.ndarray]:
-        """S, U, beta, alpha (T, H, W, 1) and A, M (T, 1, 1, 3), float32 as render gives them."""
+        """S, U, beta, alpha (T, H, W, 1) and A, M (T, 1, 1, 3), float32 as render gives them
+        (a physical preset's clip: S (T, H, W, 3), and splash, lens_alpha, lens too)."""
         return decode_layers(self.stored_layers())
 
     def stored_frames(self, kind: str, frames: slice = slice(None)) -> np.ndarray:

@@ -4,6 +4,12 @@ A preset gives, for every parameter, a sampling range ``[lo, hi]`` (or a fixed v
 inside the parameter's *allowed* range, declared here next to the field it bounds. ``sample_params``
 draws one value per parameter for one clip, keyed by (seed, clip), and returns a frozen
 ``RainParams`` that round-trips through JSON.
+
+Two kinds of preset: *pixel* presets (light, heavy, streaks, dry) set the renderers' knobs
+directly (sections streaks, accumulation, flow, occlusion); *physical* presets (drizzle, moderate,
+downpour, storm) give a rain rate, wind, a camera and a scene (sections rain, camera, scene), and
+the pixel values follow from them (``rainsynth.physics``). A physical clip's ``RainParams`` holds
+both: ``physics`` (what was sampled) and the pixel sections it implies.
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ from typing import Any
 
 from rainsynth.compat import tomllib
 from rainsynth.errors import ParamError
+from rainsynth.physics import implied_sections
 from rainsynth.rng import CLIP_LEVEL, stream
 
-PRESETS = ("light", "heavy", "streaks", "dry")
+PIXEL_PRESETS = ("light", "heavy", "streaks", "dry")
+PHYSICAL_PRESETS = ("drizzle", "moderate", "downpour", "storm")
+PRESETS = PIXEL_PRESETS + PHYSICAL_PRESETS
 
 
 def _bounded(lo: float, hi: float, doc: str, *, integer: bool = False) -> Any:
@@ -99,11 +108,97 @@ SECTIONS: dict[str, type] = {
 
 
 @dataclass(frozen=True)
+class RainfallParams(_Section):
+    """The rain of a physical preset: its rate (drop sizes and numbers) and the wind."""
+
+    rate: float = _bounded(0.01, 300.0, "rain rate R, mm/h (Marshall-Palmer drop sizes)")
+    wind: float = _bounded(-30.0, 30.0, "wind across the view at frame 0, m/s (+ = right)")
+    gust: float = _bounded(-5.0, 5.0, "change of the wind per second, m/s^2")
+    turbulence: float = _bounded(
+        0.0, 5.0, "standard deviation of a drop's own horizontal velocity, m/s"
+    )
+
+
+@dataclass(frozen=True)
+class CameraParams(_Section):
+    """The camera of a physical preset: exposure, lens, focus, motion, and its cover glass."""
+
+    exposure: float = _bounded(1e-5, 1.0, "exposure time, s (at most 1 / fps)")
+    fps: float = _bounded(1.0, 10000.0, "frame rate, frames per s")
+    focal: float = _bounded(1.0, 2000.0, "focal length, mm")
+    sensor: float = _bounded(1.0, 100.0, "sensor width, mm (the image's width in px spans it)")
+    f_number: float = _bounded(0.5, 64.0, "f-number N: aperture diameter = focal length / N")
+    focus: float = _bounded(0.1, 10000.0, "focus distance, m (more than twice the focal length)")
+    motion_x: float = _bounded(-50.0, 50.0, "camera velocity to the right, m/s")
+    motion_y: float = _bounded(-50.0, 50.0, "camera velocity downwards, m/s")
+    motion_z: float = _bounded(-50.0, 50.0, "camera velocity forwards, m/s")
+    window: float = _bounded(0.005, 1.0, "distance of the glass in front of the lens, m")
+    wetting: float = _bounded(
+        0.0, 1.0, "fraction of the rain falling on the glass that stays there (0: sheltered)"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.exposure > 1.0 / self.fps:
+            raise ParamError(
+                f"CameraParams.exposure = {self.exposure!r} s is longer than a frame at fps = "
+                f"{self.fps!r}: it must be at most 1 / fps = {1.0 / self.fps:.6g} s"
+            )
+        if self.focus <= 2.0 * self.focal / 1000.0:
+            raise ParamError(
+                f"CameraParams.focus = {self.focus!r} m must be more than twice the focal length "
+                f"({2.0 * self.focal / 1000.0:g} m): a thin lens cannot focus nearer"
+            )
+
+
+@dataclass(frozen=True)
+class SceneParams(_Section):
+    """The scene of a physical preset: its depth scale, horizon and the camera's height."""
+
+    distance: float = _bounded(1.0, 100000.0, "distance of the far end of the depth map, m")
+    horizon: float = _bounded(0.0, 1.0, "horizon row / height (depth prior, ground plane)")
+    height: float = _bounded(0.1, 100.0, "camera height above the ground, m (splashes)")
+
+
+PHYSICAL_SECTIONS: dict[str, type] = {
+    "rain": RainfallParams,
+    "camera": CameraParams,
+    "scene": SceneParams,
+}
+
+
+@dataclass(frozen=True)
+class PhysicalParams:
+    """What a physical preset sampled for one clip: the rain, the camera and the scene."""
+
+    rain: RainfallParams
+    camera: CameraParams
+    scene: SceneParams
+
+    def __post_init__(self) -> None:
+        for name, kind in PHYSICAL_SECTIONS.items():
+            if not isinstance(getattr(self, name), kind):
+                raise ParamError(f"PhysicalParams.{name} must be a {kind.__name__}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PhysicalParams:
+        """Inverse of ``dataclasses.asdict``; unknown or missing keys raise ``ParamError``."""
+        if not isinstance(d, dict) or set(d) != set(PHYSICAL_SECTIONS):
+            keys = sorted(d) if isinstance(d, dict) else d
+            raise ParamError(
+                f"RainParams.physics has keys {keys}, expected exactly {sorted(PHYSICAL_SECTIONS)}"
+            )
+        return cls(**_sections_from_dict(d, PHYSICAL_SECTIONS, "RainParams.physics"))
+
+
+@dataclass(frozen=True)
 class RainParams:
     """Every parameter of one rendered clip: the output of ``sample_params``.
 
     ``shape`` is (T, H, W) of the clip it was sampled for; ``seed`` and ``clip`` key the per-frame
-    random draws (positions of streaks and drops) made while rendering.
+    random draws (positions of streaks and drops) made while rendering. ``physics`` is None for a
+    pixel preset; for a physical preset it holds the sampled rain, camera and scene, and the four
+    pixel sections hold the values they imply (``rainsynth.physics.implied_sections``).
     """
 
     preset: str
@@ -114,45 +209,66 @@ class RainParams:
     accumulation: AccumulationParams
     flow: FlowParams
     occlusion: OcclusionParams
+    physics: PhysicalParams | None = None
 
     def __post_init__(self) -> None:
-        shape = tuple(int(s) for s in self.shape)
-        if len(shape) != 3 or min(shape) < 1:
-            raise ParamError(f"shape must be (T, H, W) with every entry >= 1, got {self.shape!r}")
-        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "shape", _checked_shape(self.shape))
         for name, value in (("seed", self.seed), ("clip", self.clip)):
             if not isinstance(value, int) or value < 0:
                 raise ParamError(f"{name} must be a non-negative integer, got {value!r}")
         for name, kind in SECTIONS.items():
             if not isinstance(getattr(self, name), kind):
                 raise ParamError(f"RainParams.{name} must be a {kind.__name__}")
+        if self.physics is not None and not isinstance(self.physics, PhysicalParams):
+            raise ParamError("RainParams.physics must be None or a PhysicalParams")
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict; ``RainParams.from_dict`` inverts it exactly."""
+        """A JSON-able dict; ``RainParams.from_dict`` inverts it exactly. A pixel preset's dict
+        has no "physics" key (the params.json of datasets built before physical presets)."""
         d = dataclasses.asdict(self)
         d["shape"] = list(self.shape)
+        if self.physics is None:
+            del d["physics"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RainParams:
         """Inverse of ``to_dict``; unknown keys or out-of-range values raise ``ParamError``."""
         expected = {f.name for f in dataclasses.fields(cls)}
-        if set(d) != expected:
+        if not expected - {"physics"} <= set(d) <= expected:
             raise ParamError(
-                f"RainParams dict has keys {sorted(d)}, expected exactly {sorted(expected)}"
+                f"RainParams dict has keys {sorted(d)}, expected exactly {sorted(expected)} "
+                "(physics only for a physical preset)"
             )
-        sections = {}
-        for name, kind in SECTIONS.items():
-            values = dict(d[name])
-            _check_keys(values, kind, where=f"RainParams.{name}")
-            sections[name] = kind(**values)
+        physics = d.get("physics")
         return cls(
             preset=str(d["preset"]),
             seed=d["seed"],
             clip=d["clip"],
             shape=tuple(d["shape"]),
-            **sections,
+            physics=None if physics is None else PhysicalParams.from_dict(physics),
+            **_sections_from_dict(d, SECTIONS, "RainParams"),
         )
+
+
+def _checked_shape(shape: Any) -> tuple[int, int, int]:
+    """``shape`` as a (T, H, W) tuple of ints, each >= 1; else ParamError."""
+    checked = tuple(int(s) for s in shape)
+    if len(checked) != 3 or min(checked) < 1:
+        raise ParamError(f"shape must be (T, H, W) with every entry >= 1, got {shape!r}")
+    return checked
+
+
+def _sections_from_dict(d: dict[str, Any], sections: dict[str, type], where: str) -> dict:
+    """The section dataclasses named in ``sections`` built from their dicts in ``d``."""
+    built = {}
+    for name, kind in sections.items():
+        values = d[name]
+        if not isinstance(values, dict):
+            raise ParamError(f"{where}.{name} must be a dict of values, got {values!r}")
+        _check_keys(values, kind, where=f"{where}.{name}")
+        built[name] = kind(**values)
+    return built
 
 
 def _check_keys(values: dict[str, Any], kind: type, *, where: str) -> None:
@@ -178,28 +294,43 @@ def _check_value(value: Any, f: dataclasses.Field, where: str) -> None:
         )
 
 
-def parameter_table() -> list[tuple[str, str, float, float, str]]:
-    """(section, key, allowed lo, allowed hi, meaning) for every parameter, for docs and --help."""
+def parameter_table(
+    sections: dict[str, type] = SECTIONS,
+) -> list[tuple[str, str, float, float, str]]:
+    """(section, key, allowed lo, allowed hi, meaning) for every parameter of ``sections``
+    (the pixel sections, or PHYSICAL_SECTIONS), for docs and --help."""
     return [
         (name, f.name, *f.metadata["range"], f.metadata["doc"])
-        for name, kind in SECTIONS.items()
+        for name, kind in sections.items()
         for f in dataclasses.fields(kind)
     ]
 
 
 @dataclass(frozen=True)
 class Preset:
-    """A preset: for every parameter, a sampling range (lo, hi) inside its allowed range."""
+    """A preset: for every parameter, a sampling range (lo, hi) inside its allowed range.
+
+    ``ranges`` is keyed by the pixel sections (SECTIONS) or, for a physical preset, by the
+    physical ones (PHYSICAL_SECTIONS).
+    """
 
     name: str
     description: str
     ranges: dict[str, dict[str, tuple[float, float]]]
 
+    @property
+    def physical(self) -> bool:
+        """Whether the preset gives rain, camera and scene rather than pixel values."""
+        return set(self.ranges) == set(PHYSICAL_SECTIONS)
+
 
 def load_preset(preset: str | Path) -> Preset:
-    """Load a built-in preset by name ("light", "heavy", "streaks", "dry") or a user's TOML file by path.
+    """Load a built-in preset by name (PRESETS: "light", "heavy", "streaks", "dry", "drizzle",
+    "moderate", "downpour", "storm") or a user's TOML file by path.
 
-    Raises ``ParamError`` naming the file, the key and the allowed range for anything malformed.
+    A file has either the pixel sections (streaks, accumulation, flow, occlusion) or the physical
+    ones (rain, camera, scene). Raises ``ParamError`` naming the file, the key and the allowed
+    range for anything malformed.
     """
     if isinstance(preset, str) and preset in PRESETS:
         text = resources.files("rainsynth").joinpath(f"presets/{preset}.toml").read_text("utf-8")
@@ -217,11 +348,15 @@ def load_preset(preset: str | Path) -> Preset:
     except tomllib.TOMLDecodeError as exc:
         raise ParamError(f"{source}: not valid TOML: {exc}") from None
     description = data.pop("description", "")
-    unknown = sorted(set(data) - set(SECTIONS))
+    sections = PHYSICAL_SECTIONS if set(data) & set(PHYSICAL_SECTIONS) else SECTIONS
+    unknown = sorted(set(data) - set(sections))
     if unknown:
-        raise ParamError(f"{source}: unknown section(s) {unknown}; allowed: {list(SECTIONS)}")
+        raise ParamError(
+            f"{source}: unknown section(s) {unknown}; allowed: {list(SECTIONS)} for a pixel "
+            f"preset or {list(PHYSICAL_SECTIONS)} for a physical one (not both)"
+        )
     ranges = {}
-    for section, kind in SECTIONS.items():
+    for section, kind in sections.items():
         values = data.get(section, {})
         _check_keys(values, kind, where=f"{source} [{section}]")
         ranges[section] = {
@@ -252,10 +387,11 @@ def sample_params(
     """Draw one clip's parameters from a preset, uniformly inside each range.
 
     The draw is keyed by (seed, clip) only, so clip 17 gets the same parameters whichever order
-    clips are sampled in.
+    clips are sampled in. A physical preset's draw (rain, camera, scene) goes to
+    ``RainParams.physics`` and the pixel sections are the values it implies.
 
     Args:
-        preset: "light", "heavy", "streaks", "dry", a TOML file path, or a loaded ``Preset``.
+        preset: a name in PRESETS, a TOML file path, or a loaded ``Preset``.
         seed: the dataset or experiment seed (non-negative).
         shape: (T, H, W) of the clip to render.
         clip: index of the clip within the seed (non-negative).
@@ -263,15 +399,37 @@ def sample_params(
     loaded = preset if isinstance(preset, Preset) else load_preset(preset)
     if not isinstance(seed, int) or not isinstance(clip, int) or seed < 0 or clip < 0:
         raise ParamError(f"seed and clip must be non-negative integers, got {seed!r}, {clip!r}")
-    sections = {}
-    for name, kind in SECTIONS.items():
+    keys = {"preset": loaded.name, "seed": seed, "clip": clip, "shape": _checked_shape(shape)}
+    if not loaded.physical:
+        return RainParams(**keys, **_sampled(loaded, SECTIONS, seed, clip))
+    physical = PhysicalParams(**_sampled(loaded, PHYSICAL_SECTIONS, seed, clip))
+    implied = implied_sections(physical, keys["shape"])
+    sections = {name: kind(**_clamped(kind, implied[name])) for name, kind in SECTIONS.items()}
+    return RainParams(**keys, **sections, physics=physical)
+
+
+def _clamped(kind: type, values: dict[str, float]) -> dict[str, float]:
+    """``values`` of section ``kind``, each clamped into its field's allowed range."""
+    clamped = {}
+    for f in dataclasses.fields(kind):
+        lo, hi = f.metadata["range"]
+        value = min(max(values[f.name], lo), hi)
+        clamped[f.name] = int(value) if f.metadata["integer"] else float(value)
+    return clamped
+
+
+def _sampled(preset: Preset, sections: dict[str, type], seed: int, clip: int) -> dict:
+    """One value per parameter of ``sections``, uniform in the preset's ranges, keyed by
+    (seed, clip, section)."""
+    sampled = {}
+    for name, kind in sections.items():
         rng = stream(seed, clip, CLIP_LEVEL, f"params/{name}")
         values = {}
         for f in dataclasses.fields(kind):
-            lo, hi = loaded.ranges[name][f.name]
+            lo, hi = preset.ranges[name][f.name]
             if f.metadata["integer"]:
                 values[f.name] = int(rng.integers(int(lo), int(hi), endpoint=True))
             else:
                 values[f.name] = float(lo + (hi - lo) * rng.random())
-        sections[name] = kind(**values)
-    return RainParams(preset=loaded.name, seed=seed, clip=clip, shape=tuple(shape), **sections)
+        sampled[name] = kind(**values)
+    return sampled

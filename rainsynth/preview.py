@@ -32,7 +32,7 @@ def contact_sheet(clean: np.ndarray, clip: RainClip, frames: int | None = None) 
     rows = []
     for t in range(count):
         panels = [clean[t] * scale, clip.rain[t]]
-        panels += [np.repeat(clip.layers[name][t], 3, axis=-1) for name in PANELS[2:]]
+        panels += [np.broadcast_to(clip.layers[name][t], clean.shape[1:]) for name in PANELS[2:]]
         rows.append(np.concatenate(panels, axis=1))
     sheet = (np.clip(np.concatenate(rows, axis=0), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     width = clean.shape[2]

@@ -37,7 +37,7 @@ def render_streaks(params: RainParams, out: np.ndarray | None = None) -> np.ndar
         out.fill(0.0)
         return out
     offsets, columns = _draw(params)
-    run_parallel(_splat_streaks, num_frames, out[..., 0], offsets, *columns)
+    run_parallel(splat_streaks, num_frames, out[..., 0], offsets, *columns)
     return out
 
 
@@ -83,7 +83,7 @@ def _draw(params: RainParams) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
 
 
 @jit
-def _splat_streaks(
+def splat_streaks(
     start, stop, out, offsets, cx, cy, dx, dy, half_length, radius, peak
 ):  # pragma: no cover
     """Sum every streak of frames [start, stop) into out[t] (T, H, W), then clip to 1.

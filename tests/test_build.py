@@ -251,7 +251,7 @@ def test_test_groups_make_the_test_side(frame_folders):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--presets", "light,drizzle"], "unknown preset 'drizzle'"),
+        (["--presets", "light,hail"], "unknown preset 'hail'"),
         (["--test-groups", "nowhere"], "test group(s) ['nowhere'] are not in the source"),
         (["--split", "9x1"], "split '9x1'"),
         (["--split", "500/100"], "there are"),

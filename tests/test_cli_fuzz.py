@@ -88,7 +88,7 @@ BUILD = {
     "-o": st.sampled_from(["out", "@file/out", "@frames"]),
     "--root": paths("frames", "videos", "video", "text", "missing", "empty"),
     "--split": st.sampled_from(["1/1", "0.5/0.5", "9x1", "0/0", "1/0", "-1/2", "100/1"]),
-    "--presets": st.sampled_from(["light", "streaks,light", "drizzle", ","]),
+    "--presets": st.sampled_from(["light", "streaks,light", "hail", ","]),
     "--frames": INTS,
     "--stride": INTS,
     "--size": SIZES,

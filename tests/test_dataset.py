@@ -213,3 +213,25 @@ def test_to_uint8_is_the_rounded_clipped_numpy_expression(shape):
     for x in (values, steps, np.nextafter(steps, 2), np.nextafter(steps, -1)):
         expected = np.rint(np.clip(x, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
         np.testing.assert_array_equal(dataset.to_uint8(x), expected)
+
+
+def test_a_physical_clip_round_trips_with_its_own_layers(tmp_path):
+    """Splashes and drops on the lens are stored like S and read back; a pixel clip's archive
+    has no such entries (its bytes are as before)."""
+    t, h, w = SHAPE
+    clean = np.random.default_rng(0).integers(0, 256, (t, h, w, 3), dtype=np.uint8)
+    params = rainsynth.sample_params("storm", seed=1, shape=SHAPE)
+    clip = rainsynth.render(clean, params)
+    folder = tmp_path / "train" / "storm" / "0000"
+    dataset.write_clip(folder, rain=clip.rain, clean=clean, layers=clip.layers, params=params,
+                       flow=None, info={"shape": list(SHAPE), "split": "train"})  # fmt: skip
+    (stored,) = read_dataset(tmp_path)
+    assert stored.params() == params
+    layers = stored.layers()
+    assert set(layers) == set(clip.layers)
+    for name, value in clip.layers.items():
+        assert layers[name].shape == value.shape, name
+        step = (float(value.max()) - float(value.min())) / 255
+        assert np.abs(layers[name] - value).max() <= step / 2 + 1e-6, name
+    _, _, pixel = _rendered()
+    assert not set(dataset.PHYSICAL_LAYERS) & set(dataset.encode_layers(pixel.layers))

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from derain import build_model
 from derain.gate import gated, rain_present
-from derain.losses import variable_loss
+from derain.losses import gate_loss
 
 CONFIG = dict(base_channels=4, frame_context=True, row_position=True, rain_gate=True)
 
@@ -91,18 +91,17 @@ def test_rain_present_needs_a_change_above_half_a_level(change, expected):
     assert present[0, 0].item() == 0.0 and present[0, 1].item() == expected
 
 
-def test_l_var_scores_the_gate_against_rain_presence():
+def test_l_gate_scores_the_gate_against_rain_presence():
     torch.manual_seed(0)
     model = build_model(**CONFIG)
     clip = _clip(2)
     batch = {
-        "O": clip, "B": clip.clone(),  # rain-free: the gate's target is 0
-        "S": torch.zeros(2, 3, 1, 32, 32), "U": torch.zeros(2, 3, 1, 32, 32),
-        "beta": torch.ones(2, 3, 1, 32, 32), "A": torch.full((2, 3, 3, 1, 1), 0.8),
-    }  # fmt: skip
+        "rain": clip,
+        "clean": clip.clone(),  # rain-free: the gate's target is 0
+    }
     losses = {}
     for bias in (-1.0, 2.0):  # shut, open
         _set_gate(model, bias)
         with torch.no_grad():
-            losses[bias] = variable_loss(model(clip), batch).item()
-    assert losses[2.0] - losses[-1.0] == pytest.approx(1.0, abs=2e-3)  # |1 - 0| of the open gate
+            losses[bias] = gate_loss(model(clip), batch).item()
+    assert losses[-1.0] == 0.0 and losses[2.0] == pytest.approx(1.0, abs=2e-3)

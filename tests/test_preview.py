@@ -67,9 +67,9 @@ def test_preview_of_a_frame_folder(tmp_path):
 
 
 def test_bad_preset_is_a_clear_error_with_exit_code_2(tmp_path):
-    result = CliRunner().invoke(main, ["preview", "--preset", "drizzle", "-o", str(tmp_path)])
+    result = CliRunner().invoke(main, ["preview", "--preset", "hail", "-o", str(tmp_path)])
     assert result.exit_code == 2
-    assert "unknown preset 'drizzle'" in result.output
+    assert "unknown preset 'hail'" in result.output
     assert not (tmp_path / "contact_sheet.png").exists()
 
 

@@ -100,7 +100,7 @@ def test_presets_are_drawn_from_the_list():
     [
         ({"presets": "heavy"}, "non-empty sequence"),
         ({"presets": ()}, "non-empty sequence"),
-        ({"presets": ("drizzle",)}, "unknown preset"),
+        ({"presets": ("hail",)}, "unknown preset"),
         ({"p": 1.5}, "probability"),
         ({"seed": -1}, "non-negative"),
         ({"layout": "NCHW"}, "layout"),

@@ -1,0 +1,162 @@
+"""Rain streaks of a physical preset (S of Eq. 3): drops in the view frustum, seen by the camera.
+
+Drops are drawn in depth slices of the view frustum (``physics.frustum_slices``): a Poisson number
+per slice, in a box around the frustum, with Marshall-Palmer diameters above the slice's smallest
+visible one. A drop falls at its terminal speed (Atlas et al. 1973), is carried by the wind (which
+changes by ``gust`` per second) and its own turbulent velocity, and the camera moves. Its streak
+is the segment between the projections of where it is when the exposure opens and when it closes,
+drawn by ``rainsynth.streaks``' kernel with the width and peak of ``physics.streak_shape``. The
+result is each pixel's *coverage*: the fraction of its exposure that drops covered.
+
+When a drop can be followed from frame to frame (``physics.VisibleRain.persistent``: high frame
+rates), one set of drops is drawn for the clip and moves on through the frames (the box wraps
+around, so drops leaving it come back on the other side); otherwise every frame draws its own
+drops, i.i.d. as the paper assumes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rainsynth._jit import run_parallel
+from rainsynth.params import RainParams
+from rainsynth.physics import (
+    Optics,
+    Slices,
+    VisibleRain,
+    check_count,
+    sample_diameters,
+    streak_shape,
+    terminal_velocity,
+)
+from rainsynth.rng import CLIP_LEVEL, stream
+from rainsynth.streaks import splat_streaks
+
+NEAR_PLANE = 0.05
+"""m: a streak with an end nearer to the camera than this is not drawn (it is on the lens)."""
+
+
+@dataclass(frozen=True)
+class Drops:
+    """Drops at time 0, arrays of shape (N,): position (x right, y down, z forward; m) and the box
+    it lives in (half extents and depth range of its slice, m), diameter (mm), and velocity
+    (m/s) apart from the wind's change."""
+
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
+    half_width: np.ndarray
+    half_height: np.ndarray
+    near: np.ndarray
+    far: np.ndarray
+    diameter: np.ndarray
+    vx: np.ndarray
+    vy: np.ndarray
+    vz: np.ndarray
+
+
+def render_drops(params: RainParams, out: np.ndarray | None = None) -> np.ndarray:
+    """Coverage of every pixel by the clip's drops, (T, H, W) float32 in [0, 1].
+
+    out: a (T, H, W) float32 array to overwrite (default: a new array); returned.
+    """
+    num_frames, height, width = params.shape
+    out = np.empty((num_frames, height, width), np.float32) if out is None else out
+    visible = VisibleRain.of(params.physics, params.shape)
+    check_count("drops", visible.slices.expected.sum())
+    optics = Optics.of(params.physics.camera, params.shape)
+    persistent = visible.persistent(height, width)
+    key = (params.seed, params.clip)
+    shared = draw_drops(stream(*key, CLIP_LEVEL, "drops"), params, visible) if persistent else None
+    frames = [
+        streak_columns(
+            shared if persistent else draw_drops(stream(*key, t, "drops"), params, visible),
+            params,
+            optics,
+            t,
+            moved=persistent,
+        )
+        for t in range(num_frames)
+    ]
+    offsets = np.zeros(num_frames + 1, np.int64)
+    offsets[1:] = np.cumsum([len(columns[0]) for columns in frames])
+    columns = [np.concatenate([c[i] for c in frames]) for i in range(7)]
+    run_parallel(splat_streaks, num_frames, out, offsets, *columns)
+    return out
+
+
+def draw_drops(rng: np.random.Generator, params: RainParams, visible: VisibleRain) -> Drops:
+    """The visible drops of one draw: Poisson(expected) per slice, uniform in the slice's box."""
+    rain = params.physics.rain
+    camera = params.physics.camera
+    slices: Slices = visible.slices
+    counts = rng.poisson(slices.expected)
+    index = np.repeat(np.arange(len(counts)), counts)
+    half_width, half_height = slices.half_width[index], slices.half_height[index]
+    near, far = slices.near[index], slices.far[index]
+    u = rng.random((3, index.size))
+    turbulence = rain.turbulence * rng.standard_normal((2, index.size))
+    diameter = sample_diameters(rng, rain.rate, index.size, slices.d_min[index])
+    return Drops(
+        x=half_width * (2.0 * u[0] - 1.0),
+        y=half_height * (2.0 * u[1] - 1.0),
+        z=near + (far - near) * u[2],
+        half_width=half_width,
+        half_height=half_height,
+        near=near,
+        far=far,
+        diameter=diameter,
+        vx=rain.wind + turbulence[0] - camera.motion_x,
+        vy=terminal_velocity(diameter) - camera.motion_y,
+        vz=turbulence[1] - camera.motion_z,
+    )
+
+
+def streak_columns(
+    drops: Drops, params: RainParams, optics: Optics, frame: int, *, moved: bool = True
+) -> tuple[np.ndarray, ...]:
+    """The streaks the drops draw in ``frame``: (cx, cy, dx, dy, half_length, radius, peak),
+    float64 arrays (N,) as ``splat_streaks`` takes them (px, unit direction, px, px, coverage).
+
+    moved: whether the drops are where they were at time 0 and have moved on since (a persistent
+    clip), or were drawn for this frame (i.i.d.). The wind has changed by gust x time either way.
+    """
+    time = frame / optics.fps
+    gust = params.physics.rain.gust
+    vx = drops.vx + gust * time
+    x, y, z = drops.x, drops.y, drops.z
+    if moved:
+        x = _wrap(x + (drops.vx + 0.5 * gust * time) * time, -drops.half_width, drops.half_width)
+        y = _wrap(y + drops.vy * time, -drops.half_height, drops.half_height)
+        z = _wrap(z + drops.vz * time, drops.near, drops.far)
+    exposure = optics.exposure
+    ends = (x + vx * exposure, y + drops.vy * exposure, z + drops.vz * exposure)
+    x0, y0 = _project(x, y, z, optics)
+    x1, y1 = _project(*ends, optics)
+    path = np.hypot(x1 - x0, y1 - y0)
+    moving = path > 1e-9
+    safe = np.where(moving, path, 1.0)
+    half_length, radius, peak = streak_shape(drops.diameter, 0.5 * (z + ends[2]), path, optics)
+    peak = np.where((z > NEAR_PLANE) & (ends[2] > NEAR_PLANE), peak, 0.0)
+    return (
+        0.5 * (x0 + x1),
+        0.5 * (y0 + y1),
+        np.where(moving, (x1 - x0) / safe, 0.0),
+        np.where(moving, (y1 - y0) / safe, 1.0),
+        half_length,
+        radius,
+        peak,
+    )
+
+
+def _project(x: np.ndarray, y: np.ndarray, z: np.ndarray, optics: Optics):
+    """Pinhole projection to pixel coordinates (pixel centres at integers), (x_px, y_px)."""
+    scale = optics.focal / np.maximum(z, NEAR_PLANE)
+    return 0.5 * (optics.width - 1) + x * scale, 0.5 * (optics.height - 1) + y * scale
+
+
+def _wrap(value: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``value`` wrapped into [lo, hi): a drop leaving its box comes back on the other side."""
+    return lo + np.mod(value - lo, hi - lo)

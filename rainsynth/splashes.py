@@ -1,0 +1,169 @@
+"""Splashes of a physical preset (a term the physical presets add to Eq. 3): drops bursting on the
+ground.
+
+Drops land on a ground plane below the horizon of the depth prior (the camera ``height`` m above
+it, the horizon row the image of its far end) at the rain's number flux, the integral of
+N(D) v(D) dD (Marshall & Palmer sizes, Atlas et al.'s speeds), so the density of splashes follows
+the rain rate. A splash lasts ``physics.SPLASH_TIME``; its crown grows as the square root of its
+age (Yarin & Weiss 1995) to scatter as much light as a drop ``physics.SPRAY`` times the size of
+the one that made it, and it is drawn as a blurred blob (``physics.streak_shape`` with no path),
+for the part of the exposure it lasts, lit like the streaks (``rainsynth.photometry``).
+
+Landings are events in time, drawn once per clip over the exposures of its frames, keyed by
+(seed, clip): a splash is seen in consecutive frames when frames come faster than it lasts. The
+camera's own motion is left out (a splash lasts a few milliseconds).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rainsynth._jit import run_parallel
+from rainsynth.params import RainParams
+from rainsynth.physics import (
+    D_MAX,
+    SPLASH_TIME,
+    SPRAY,
+    VISIBLE,
+    Optics,
+    check_count,
+    number_density,
+    sample_diameters,
+    streak_shape,
+    terminal_velocity,
+    visible_diameter,
+)
+from rainsynth.rng import CLIP_LEVEL, stream
+from rainsynth.streaks import splat_streaks
+
+GROUND_SLICES = 8
+"""Distance slices of the visible ground, geometric from the bottom row out to FARTHEST_SPLASH."""
+FARTHEST_SPLASH = 100.0
+"""m: the farthest ground searched for visible splashes."""
+
+
+def render_splashes(params: RainParams, out: np.ndarray | None = None) -> np.ndarray:
+    """Coverage of every pixel by splashes, (T, H, W) float32 in [0, 1].
+
+    out: a (T, H, W) float32 array to overwrite (default: a new array); returned.
+    """
+    num_frames, height, width = params.shape
+    out = np.empty((num_frames, height, width), np.float32) if out is None else out
+    optics = Optics.of(params.physics.camera, params.shape)
+    windows = _windows(num_frames, optics)
+    landings, bounds = _landings(params, optics, windows)
+    frames = []
+    for t in range(num_frames):
+        w = next(i for i, (a, b) in enumerate(windows) if a <= t / optics.fps <= b)
+        seen = slice(bounds[w], bounds[w + 1])
+        frames.append(_splash_columns(params, optics, t, *(v[seen] for v in landings)))
+    offsets = np.zeros(num_frames + 1, np.int64)
+    offsets[1:] = np.cumsum([len(columns[0]) for columns in frames])
+    columns = [np.concatenate([c[i] for c in frames]) for i in range(7)]
+    run_parallel(splat_streaks, num_frames, out, offsets, *columns)
+    return out
+
+
+def ground_distances(params: RainParams, optics: Optics) -> np.ndarray:
+    """Edges (GROUND_SLICES + 1,) of the ground slices, m along the optical axis: from the ground
+    seen at the bottom row to FARTHEST_SPLASH; empty when the horizon is at or below the bottom."""
+    horizon_row = params.physics.scene.horizon * optics.height
+    below = optics.height - 0.5 - horizon_row
+    if below <= 0.0:
+        return np.empty(0)
+    nearest = optics.focal * params.physics.scene.height / below
+    if nearest >= FARTHEST_SPLASH:
+        return np.empty(0)
+    return np.geomspace(nearest, FARTHEST_SPLASH, GROUND_SLICES + 1)
+
+
+def _landings(
+    params: RainParams, optics: Optics, windows: list[tuple[float, float]]
+) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """Drops landing on the visible ground during the ``windows`` (``_windows``).
+
+    A Poisson process on the ground (time, distance, lateral position) with intensity
+    N(D) v(D), drawn by thinning (Lewis & Shedler 1979) one with intensity N(D) v(D_MAX): per
+    ground slice, drops of the diameters whose splash is visible there.
+    Returns float64 arrays (N,): landing time (s), distance along the optical axis (m), lateral
+    position (m, + = right) and diameter (mm); and the bounds (len(windows) + 1,) of each
+    window's landings in them.
+    """
+    rate = params.physics.rain.rate
+    edges = ground_distances(params, optics)
+    near, far = edges[:-1], edges[1:]
+    d_min = visible_diameter(near, far, optics, splash=True)
+    start, stop = np.array(windows).T
+    v_max = float(terminal_velocity(D_MAX))
+    # the ground seen between near and far is W z / f wide at distance z: W (far^2 - near^2) / 2f
+    area = optics.width * (far * far - near * near) / (2.0 * optics.focal)
+    density = np.array([number_density(rate, d, D_MAX) for d in d_min])
+    means = np.outer(stop - start, density * v_max * area)  # (window, slice)
+    check_count("splashes", means.sum())
+    rng = stream(params.seed, params.clip, CLIP_LEVEL, "splashes")
+    counts = rng.poisson(means)
+    window = np.repeat(np.arange(len(windows)), counts.sum(axis=1))
+    index = np.repeat(np.tile(np.arange(len(near)), len(windows)), counts.ravel())
+    near, far = near[index], far[index]
+    u = rng.random((4, index.size))
+    diameter = sample_diameters(rng, rate, index.size, d_min[index])
+    kept = u[3] * v_max < terminal_velocity(diameter)
+    distance = np.sqrt(near * near + u[1] * (far * far - near * near))  # density ~ z
+    landings = (
+        start[window] + (stop - start)[window] * u[0],
+        distance,
+        (u[2] - 0.5) * optics.width * distance / optics.focal,
+        diameter,
+    )
+    bounds = np.searchsorted(window[kept], np.arange(len(windows) + 1))
+    return tuple(v[kept] for v in landings), bounds
+
+
+def _windows(num_frames: int, optics: Optics) -> list[tuple[float, float]]:
+    """The times (s) when a splash can be seen in some exposure, as disjoint intervals: the
+    union over frames t of [t / fps - SPLASH_TIME, t / fps + exposure]."""
+    windows: list[tuple[float, float]] = []
+    for t in range(num_frames):
+        start, stop = t / optics.fps - SPLASH_TIME, t / optics.fps + optics.exposure
+        if windows and start <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], stop)
+        else:
+            windows.append((start, stop))
+    return windows
+
+
+def _splash_columns(
+    params: RainParams,
+    optics: Optics,
+    frame: int,
+    birth: np.ndarray,
+    distance: np.ndarray,
+    lateral: np.ndarray,
+    diameter: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """The splashes seen in ``frame`` as ``splat_streaks`` columns (cx, cy, dx, dy, half_length,
+    radius, peak): a splash alive for a part ``o`` of the exposure counts o / exposure of its
+    peak, at the size of its age in the middle of that part."""
+    opens = frame / optics.fps
+    closes = opens + optics.exposure
+    first, last = np.maximum(birth, opens), np.minimum(birth + SPLASH_TIME, closes)
+    seen = last > first
+    birth, distance, lateral, diameter = (v[seen] for v in (birth, distance, lateral, diameter))
+    first, last = first[seen], last[seen]
+    age = 0.5 * (first + last) - birth
+    grown = SPRAY * diameter * np.sqrt(age / SPLASH_TIME)
+    half_length, radius, peak = streak_shape(grown, distance, 0.0, optics)
+    peak = peak * (last - first) / optics.exposure
+    keep = peak >= VISIBLE
+    scale = optics.focal / distance
+    horizon_row = params.physics.scene.horizon * optics.height
+    columns = (
+        0.5 * (optics.width - 1) + lateral * scale,
+        horizon_row - 0.5 + params.physics.scene.height * scale,
+        np.ones_like(distance),
+        np.zeros_like(distance),
+        half_length,
+        radius,
+        peak,
+    )
+    return tuple(np.ascontiguousarray(c[keep], np.float64) for c in columns)
