@@ -5,11 +5,12 @@ presets in the order given, sequences in the source's order. A job's position in
 clip index, which keys every random draw of its rain (``sample_params(..., clip=index)``), so the
 bytes of a clip depend neither on the number of workers nor on the order clips finish in.
 
-Each job reads its sequence, samples and renders rain, and writes its clip folder atomically
-(:func:`rainsynth.dataset.write_clip`). A rerun skips the clips already in place (after checking
-they come from the same build), removes the temporary folders a killed run left, and renders the
-rest; the manifest and the dataset card are written last, each to a temporary file renamed into
-place. Jobs run in-process (``workers=1``), on a local process pool, or on a Dask cluster.
+Each job reads its sequence, samples and renders rain, writes the clip's browser previews
+(:mod:`rainsynth.browser`) and then its clip folder, atomically
+(:func:`rainsynth.dataset.write_stored_clip`). A rerun skips the clips already in place (after
+checking they come from the same build), removes the temporary folders a killed run left, and
+renders the rest; the manifest and the dataset card (with the browser page) are written last, each
+to a temporary file renamed into place. Jobs run in-process (``workers=1``), on a local process pool, or on a Dask cluster.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import click
 import cv2
 
 import rainsynth
-from rainsynth import dataset
+from rainsynth import browser, dataset
 from rainsynth.cli import Command
 from rainsynth.compat import require, tomllib
 from rainsynth.errors import RainsynthError, SourceError
@@ -317,6 +318,7 @@ def build_clip(job: Job, spec: SourceSpec, out: str) -> dict:
     frames = sequence.frames
     params = sample_params(job.preset, seed=job.seed, shape=frames.shape[:3], clip=job.index)
     clip = rainsynth.render(frames, params)
+    rain, layers = dataset.to_uint8(clip.rain), dataset.encode_layers(clip.layers)
     info = {
         **job.describe(),
         "build": job.build,
@@ -325,11 +327,14 @@ def build_clip(job: Job, spec: SourceSpec, out: str) -> dict:
         "shape": list(frames.shape[:3]),
         "flow": sequence.flow is not None,
     }
-    dataset.write_clip(
+    browser.write_previews(
+        Path(out), job.index, rain=rain, clean=frames, layers=layers, flow=sequence.flow
+    )
+    dataset.write_stored_clip(
         job.folder(Path(out)),
-        rain=clip.rain,
+        rain=rain,
         clean=frames,
-        layers=clip.layers,
+        layers=layers,
         params=params,
         flow=sequence.flow,
         info=info,
@@ -449,7 +454,7 @@ def build(
         _check_scheduler(scheduler)
     with _forget_sources():
         plan, options = make_plan(options)
-        with _locked(out):
+        with locked(out):
             records = _existing_records(plan, out)
             stale = dataset.remove_temp_folders(out) + _remove_temp_files(out)
             if stale:
@@ -477,7 +482,7 @@ def build(
     skips = len(manifest["skipped"])
     echo(
         f"wrote {len(clips)} clips" + (f", skipped {skips}" if skips else "")
-        + f" to {out} (manifest.json, README.md)"
+        + f" to {out} (manifest.json, README.md, index.html)"
     )  # fmt: skip
     return manifest
 
@@ -571,8 +576,9 @@ def _existing_records(plan: Plan, out: Path) -> dict[int, dict]:
 
 
 @contextlib.contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock file in `out` while building; refuse folders that are not datasets.
+def locked(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock file in `out` while writing it (a build, or `rainsynth card`);
+    refuse folders that are not datasets.
 
     The lock file goes when the build ends, even on an error; one left by a killed build marks
     the folder as an unfinished dataset.
@@ -618,8 +624,9 @@ def _is_temp(path: Path) -> bool:
 
 
 def _remove_temp_files(out: Path) -> list[Path]:
-    """Delete the temporary top-level files (manifest, card) a killed build left."""
-    stale = sorted(p for p in out.glob(f"{dataset.TEMP_PREFIX}*") if p.is_file())
+    """Delete the temporary files a killed build left: manifest, card, browser previews."""
+    patterns = (f"{dataset.TEMP_PREFIX}*", f"{browser.PREVIEWS}/{dataset.TEMP_PREFIX}*")
+    stale = sorted(p for pattern in patterns for p in out.glob(pattern) if p.is_file())
     for path in stale:
         path.unlink()
     return stale
@@ -650,7 +657,8 @@ Examples:
 Run the same command again to resume an interrupted build: finished clips
 are kept, unfinished ones are redone, and the output is byte-identical to an
 uninterrupted build whatever the number of workers. The dataset card is
-OUT/README.md; read clips with rainsynth.dataset.read_dataset(OUT).
+OUT/README.md; open OUT/index.html in a web browser to look at the clips;
+read them with rainsynth.dataset.read_dataset(OUT).
 """
 
 
@@ -809,7 +817,8 @@ def build_command(
     Each clip becomes OUT/<split>/<preset>/<clip>/ with rain/ and clean/ PNG frames, the rain
     layers (layers.npz), the sampled parameters (params.json), the exact optical flow where the
     source knows it (flow.npz) and its source reference (clip.json). OUT/manifest.json records
-    the command, seed and every clip; OUT/README.md is the dataset card.
+    the command, seed and every clip; OUT/README.md is the dataset card and OUT/index.html a
+    page to look at the clips, their layers and parameters in a web browser, opened from disk.
     """
     root = source_root(source, root)
     options = BuildOptions(

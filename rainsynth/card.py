@@ -1,6 +1,6 @@
 """The dataset card: README.md with a Hugging Face style YAML metadata header, counts, format and
 reading notes, parameter histograms (parameters.png) and a preview image (preview.png), written at
-the top of a built dataset.
+the top of a built dataset, with the dataset browser (index.html, :mod:`rainsynth.browser`).
 
 Every file is rendered deterministically (matplotlib's Agg backend, OpenCV) and written to a
 temporary name, then renamed, so a finished build's card has the same bytes on every run. Without
@@ -15,15 +15,18 @@ import io
 import json
 from pathlib import Path
 
+import click
 import cv2
 import numpy as np
 
-from rainsynth import dataset
+from rainsynth import browser, dataset
+from rainsynth.cli import Command
+from rainsynth.errors import RainsynthError
 from rainsynth.params import SECTIONS
 
 PREVIEW, HISTOGRAMS, CARD = "preview.png", "parameters.png", "README.md"
-CARD_FILES = (CARD, PREVIEW, HISTOGRAMS)
-"""Every file the card may write."""
+CARD_FILES = (CARD, PREVIEW, HISTOGRAMS, browser.PAGE, browser.PREVIEWS)
+"""Every file (and folder) the card may write at the top of the dataset."""
 PREVIEW_WIDTH = 320
 """Width of one frame in the preview image, px."""
 LICENSES = {
@@ -59,26 +62,30 @@ def has_histograms() -> bool:
 
 
 def card_files(manifest: dict) -> list[str]:
-    """The files write_card writes for this manifest (the images only when there are clips)."""
+    """The top-level files write_card writes for this manifest (the images only when there are
+    clips)."""
     if not manifest["clips"]:
-        return [CARD]
-    return [CARD, PREVIEW] + ([HISTOGRAMS] if has_histograms() else [])
+        return [CARD, browser.PAGE]
+    return [CARD, browser.PAGE, PREVIEW] + ([HISTOGRAMS] if has_histograms() else [])
 
 
 def write_card(out: Path, manifest: dict) -> None:
-    """Write README.md, preview.png and (with matplotlib) parameters.png for the dataset in `out`.
+    """Write README.md, preview.png, (with matplotlib) parameters.png and the dataset browser,
+    index.html, for the dataset in `out`.
 
     manifest: the build's manifest (header fields, "counts", "clips" records, "skipped").
     """
     records = manifest["clips"]
-    if HISTOGRAMS in card_files(manifest):
-        params = [
-            dataset.read_params(_folder(out, record) / dataset.PARAMS_FILE).to_dict()
-            for record in records
-        ]
+    params = [
+        dataset.read_params(_folder(out, record) / dataset.PARAMS_FILE).to_dict()
+        for record in records
+    ]
+    histograms = HISTOGRAMS if HISTOGRAMS in card_files(manifest) else None
+    if histograms:
         dataset.write_atomic(out / HISTOGRAMS, histograms_png(records, params))
     if records:
         dataset.write_atomic(out / PREVIEW, preview_png(out, records))
+    browser.write_page(out, manifest, params, histograms=histograms)
     dataset.write_atomic(out / CARD, card_text(manifest).encode("utf-8"))
 
 
@@ -290,3 +297,41 @@ def yaml_header(manifest: dict) -> str:
         else:
             lines.append(f"{key}: {json.dumps(value)}")
     return "\n".join(lines + ["---"]) + "\n"
+
+
+@click.command("card", cls=Command)
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.option("-q", "--quiet", is_flag=True, help="No status lines.")
+def card_command(out: str, quiet: bool) -> None:
+    """Write the dataset card and the dataset browser of the built dataset OUT again.
+
+    \b
+    Rewrites, from OUT/manifest.json:
+      README.md, preview.png, parameters.png   the dataset card
+      index.html                               the dataset browser (open it from disk)
+    and makes the browser previews (OUT/browser/) of the clips that have none, e.g. in a dataset
+    built by an earlier version; previews already there are kept. Clips and manifest stay as
+    they are.
+
+    \b
+    Example:
+      rainsynth card out/data && xdg-open out/data/index.html
+    """
+    from rainsynth.build import MANIFEST, locked
+
+    folder = Path(out)
+    if not (folder / MANIFEST).is_file():
+        raise RainsynthError(
+            f"{folder} has no {MANIFEST}: it is not a finished rainsynth dataset (run the "
+            "command that built it again to finish it)"
+        )
+    with locked(folder):
+        manifest = dataset.read_json(folder / MANIFEST)
+        if not isinstance(manifest.get("clips"), list):
+            raise RainsynthError(f"{folder / MANIFEST} has no list of clips: not a manifest")
+        missing = len(browser.missing_previews(folder, manifest["clips"]))
+        if missing and not quiet:
+            click.echo(f"making the browser previews of {missing} clips", err=True)
+        write_card(folder, manifest)
+    if not quiet:
+        click.echo(f"wrote {folder / CARD} and {folder / browser.PAGE}", err=True)
