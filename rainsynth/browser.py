@@ -49,6 +49,12 @@ MAX_PREVIEW_FRAMES = 32
 JPEG_QUALITY = 85
 NO_FLOW = 48
 """Grey level of the flow panel at the first frame (no previous frame)."""
+COLUMNS = (
+    "split", "preset", "name", "clip", "frames", "height", "width", "flow", "shown", "panelWidth",
+    "panelHeight", "values",
+)  # fmt: skip
+"""The entries of a clip's row in the page data: its manifest record, whether it has flow, the
+frames its sprite shows, a sprite panel's size, and its sampled values (``fields`` order)."""
 
 
 def preview_paths(out: Path, index: int) -> tuple[Path, Path]:
@@ -88,7 +94,9 @@ def sprite(
     columns += [_layer_panels(layers, name, picks, size) for name in PANELS[2:]]
     if flow is not None:
         columns.append(_flow_panels(flow, picks, size))
-    return np.concatenate([np.concatenate(row, axis=1) for row in zip(*columns)], axis=0)
+    return np.concatenate(
+        [np.concatenate(row, axis=1) for row in zip(*columns, strict=True)], axis=0
+    )
 
 
 def thumbnail(rain: np.ndarray) -> np.ndarray:
@@ -206,8 +214,7 @@ def write_page(out: Path, manifest: dict, params: list[dict], *, histograms: str
 
 def page_data(manifest: dict, params: list[dict], *, histograms: str | None) -> dict:
     """What the page's script reads: the dataset header, the parameter names, each preset's
-    ranges and one row per clip (``columns`` names its entries; the last is the list of the
-    clip's sampled values, in ``fields`` order)."""
+    ranges and one row per clip (COLUMNS)."""
     fields = parameter_table()
     clips = []
     for record, values in zip(manifest["clips"], params, strict=True):
@@ -236,8 +243,7 @@ def page_data(manifest: dict, params: list[dict], *, histograms: str | None) -> 
             }
             for name, preset in manifest["presets"].items()
         },
-        "columns": ["split", "preset", "name", "clip", "frames", "height", "width", "flow",
-                    "shown", "panelWidth", "panelHeight", "values"],  # fmt: skip
+        "columns": list(COLUMNS),
         "clips": clips,
     }
 
