@@ -454,7 +454,7 @@ def build(
         _check_scheduler(scheduler)
     with _forget_sources():
         plan, options = make_plan(options)
-        with locked(out):
+        with _locked(out):
             records = _existing_records(plan, out)
             stale = dataset.remove_temp_folders(out) + _remove_temp_files(out)
             if stale:
@@ -576,7 +576,7 @@ def _existing_records(plan: Plan, out: Path) -> dict[int, dict]:
 
 
 @contextlib.contextmanager
-def locked(out: Path) -> Iterator[None]:
+def _locked(out: Path) -> Iterator[None]:
     """Hold an exclusive lock file in `out` while writing it (a build, or `rainsynth card`);
     refuse folders that are not datasets.
 
@@ -840,3 +840,52 @@ def build_command(
             f"{error}. The unfinished clip was removed and finished clips are kept: free "
             "the space (or fix the problem) and run the same command again to resume."
         ) from None
+
+
+@click.command("card", cls=Command)
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.option("-q", "--quiet", is_flag=True, help="No status lines.")
+def card_command(out: str, quiet: bool) -> None:
+    """Write the dataset card and the dataset browser of the built dataset OUT again.
+
+    \b
+    Rewrites, from OUT/manifest.json:
+      README.md, preview.png, parameters.png   the dataset card
+      index.html                               the dataset browser (open it from disk)
+    and makes the browser previews (OUT/browser/) of the clips that have none, e.g. in a dataset
+    built by an earlier version; previews already there are kept. Clips and manifest stay as
+    they are.
+
+    \b
+    Example:
+      rainsynth card out/data && xdg-open out/data/index.html
+    """
+    from rainsynth.card import CARD, write_card
+
+    folder = Path(out)
+    if not (folder / MANIFEST).is_file():
+        raise RainsynthError(
+            f"{folder} has no {MANIFEST}: it is not a finished rainsynth dataset (run the "
+            "command that built it again to finish it)"
+        )
+    with _locked(folder):
+        manifest = dataset.read_json(folder / MANIFEST)
+        if not isinstance(manifest.get("clips"), list):
+            raise RainsynthError(f"{folder / MANIFEST} has no list of clips: not a manifest")
+        manifest = _in_build_order(manifest)
+        missing = len(browser.missing_previews(folder, manifest["clips"]))
+        if missing and not quiet:
+            click.echo(f"making the browser previews of {missing} clips", err=True)
+        write_card(folder, manifest)
+    if not quiet:
+        click.echo(f"wrote {folder / CARD} and {folder / browser.PAGE}", err=True)
+
+
+def _in_build_order(manifest: dict) -> dict:
+    """The manifest with its presets and counts in the build's order (manifest.json sorts its
+    keys): presets in the order their first clips come (then any without clips), counts
+    recomputed from the clips; so the card written again has the build's bytes."""
+    order = list(dict.fromkeys(record["preset"] for record in manifest["clips"]))
+    order += [name for name in manifest["presets"] if name not in order]
+    presets = {name: manifest["presets"][name] for name in order}
+    return {**manifest, "presets": presets, "counts": _counts(manifest["clips"])}

@@ -15,13 +15,10 @@ import io
 import json
 from pathlib import Path
 
-import click
 import cv2
 import numpy as np
 
 from rainsynth import browser, dataset
-from rainsynth.cli import Command
-from rainsynth.errors import RainsynthError
 from rainsynth.params import SECTIONS
 
 PREVIEW, HISTOGRAMS, CARD = "preview.png", "parameters.png", "README.md"
@@ -297,41 +294,3 @@ def yaml_header(manifest: dict) -> str:
         else:
             lines.append(f"{key}: {json.dumps(value)}")
     return "\n".join(lines + ["---"]) + "\n"
-
-
-@click.command("card", cls=Command)
-@click.argument("out", type=click.Path(exists=True, file_okay=False))
-@click.option("-q", "--quiet", is_flag=True, help="No status lines.")
-def card_command(out: str, quiet: bool) -> None:
-    """Write the dataset card and the dataset browser of the built dataset OUT again.
-
-    \b
-    Rewrites, from OUT/manifest.json:
-      README.md, preview.png, parameters.png   the dataset card
-      index.html                               the dataset browser (open it from disk)
-    and makes the browser previews (OUT/browser/) of the clips that have none, e.g. in a dataset
-    built by an earlier version; previews already there are kept. Clips and manifest stay as
-    they are.
-
-    \b
-    Example:
-      rainsynth card out/data && xdg-open out/data/index.html
-    """
-    from rainsynth.build import MANIFEST, locked
-
-    folder = Path(out)
-    if not (folder / MANIFEST).is_file():
-        raise RainsynthError(
-            f"{folder} has no {MANIFEST}: it is not a finished rainsynth dataset (run the "
-            "command that built it again to finish it)"
-        )
-    with locked(folder):
-        manifest = dataset.read_json(folder / MANIFEST)
-        if not isinstance(manifest.get("clips"), list):
-            raise RainsynthError(f"{folder / MANIFEST} has no list of clips: not a manifest")
-        missing = len(browser.missing_previews(folder, manifest["clips"]))
-        if missing and not quiet:
-            click.echo(f"making the browser previews of {missing} clips", err=True)
-        write_card(folder, manifest)
-    if not quiet:
-        click.echo(f"wrote {folder / CARD} and {folder / browser.PAGE}", err=True)
