@@ -852,7 +852,8 @@ def card_command(out: str, quiet: bool) -> None:
     Rewrites, from OUT/manifest.json:
       README.md, preview.png, parameters.png   the dataset card
       index.html                               the dataset browser (open it from disk)
-    and makes the browser previews (OUT/browser/) of the clips that have none, e.g. in a dataset
+
+    It makes the browser previews (OUT/browser/) of the clips that have none, e.g. in a dataset
     built by an earlier version; previews already there are kept. Clips and manifest stay as
     they are.
 

@@ -2,6 +2,8 @@
 
     ROOT/manifest.json                    generator, command, seed, source, one record per clip
     ROOT/README.md                        the dataset card (counts, histograms, preview)
+    ROOT/index.html, ROOT/browser/        the dataset browser and its previews
+                                          (:mod:`rainsynth.browser`)
     ROOT/<split>/<preset>/<clip>/
         rain/0001.png ...                 O~ of Eq. 4, 8-bit RGB PNG
         clean/0001.png ...                B, 8-bit RGB PNG
