@@ -54,7 +54,9 @@ def main() -> None:
     rule = np.full((4, view.shape[1], 3), 160, np.uint8)
     figure = np.concatenate([view, rule, grid], axis=0)
     height = round(figure.shape[0] * WIDTH / figure.shape[1])
-    write_png(HERE / "browser.png", cv2.resize(figure, (WIDTH, height), interpolation=cv2.INTER_AREA))
+    write_png(
+        HERE / "browser.png", cv2.resize(figure, (WIDTH, height), interpolation=cv2.INTER_AREA)
+    )
 
 
 if __name__ == "__main__":

@@ -41,9 +41,8 @@ TEMPLATE = "browser.html"
 FLOW_PANEL = "flow"
 """The panel added after PANELS for clips whose source knows the exact flow."""
 PANEL_SIDE = 224
-"""Longest side of one panel in a preview sprite, px (never larger than the clip)."""
-THUMB_SIDE = 176
-"""Longest side of a grid thumbnail, px."""
+"""Longest side of one panel in a preview sprite and of a grid thumbnail, px (never larger than
+the clip)."""
 MAX_PREVIEW_FRAMES = 32
 """Frames in a sprite at most; a longer clip shows this many, evenly spaced."""
 JPEG_QUALITY = 85
@@ -90,19 +89,20 @@ def sprite(
     picks = preview_frames(len(rain))
     height, width = fit(rain.shape[1], rain.shape[2], PANEL_SIDE)
     size = (width, height)
-    columns = [[_resize(frames[t], size) for t in picks] for frames in (clean, rain)]
+    columns = [_frame_panels(frames, picks, size) for frames in (clean, rain)]
     columns += [_layer_panels(layers, name, picks, size) for name in PANELS[2:]]
     if flow is not None:
         columns.append(_flow_panels(flow, picks, size))
-    return np.concatenate(
-        [np.concatenate(row, axis=1) for row in zip(*columns, strict=True)], axis=0
-    )
+    sheet = np.empty((len(picks), height, len(columns), width, 3), np.uint8)
+    for p, column in enumerate(columns):
+        sheet[:, :, p] = column
+    return sheet.reshape(len(picks) * height, len(columns) * width, 3)
 
 
 def thumbnail(rain: np.ndarray) -> np.ndarray:
-    """The middle shown rain frame, at most THUMB_SIDE px on its longer side, uint8 RGB."""
+    """The middle shown rain frame, as large as a sprite's panel, uint8 RGB."""
     picks = preview_frames(len(rain))
-    height, width = fit(rain.shape[1], rain.shape[2], THUMB_SIDE)
+    height, width = fit(rain.shape[1], rain.shape[2], PANEL_SIDE)
     return _resize(rain[picks[len(picks) // 2]], (width, height))
 
 
@@ -110,19 +110,27 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
+def _frame_panels(frames: np.ndarray, picks: list[int], size: tuple[int, int]) -> np.ndarray:
+    """The picked frames scaled to size (w, h): (n, h, w, 3) uint8."""
+    return np.stack([_resize(frames[t], size) for t in picks])
+
+
 def _layer_panels(
     layers: dict[str, np.ndarray], name: str, picks: list[int], size: tuple[int, int]
-) -> list[np.ndarray]:
-    """A quantised layer's panels: its values in [0, 1] as grey levels (clipped), RGB."""
+) -> np.ndarray:
+    """A quantised layer at the picked frames, its values in [0, 1] as grey levels (clipped):
+    (n, h, w, 3) uint8."""
     levels = np.arange(256, dtype=np.uint8)
     grey = dataset.to_uint8(dataset.dequantise(levels, layers[f"{name}_range"]))
-    q = layers[name]
-    return [np.repeat(grey[_resize(q[t, ..., 0], size)][..., None], 3, axis=-1) for t in picks]
+    q = np.concatenate([_resize(layers[name][t, ..., 0], size) for t in picks])  # (n h, w)
+    rgb = cv2.cvtColor(cv2.LUT(q, grey), cv2.COLOR_GRAY2RGB)
+    return rgb.reshape(len(picks), size[1], size[0], 3)
 
 
-def _flow_panels(flow: np.ndarray, picks: list[int], size: tuple[int, int]) -> list[np.ndarray]:
-    """Flow panels: hue the direction, saturation the speed over the clip's fastest shown
-    motion (white: still); the first frame, which has no flow, grey."""
+def _flow_panels(flow: np.ndarray, picks: list[int], size: tuple[int, int]) -> np.ndarray:
+    """Flow at the picked frames: hue the direction, saturation the speed over the clip's
+    fastest shown motion (white: still); the first frame, which has no flow, grey.
+    (n, h, w, 3) uint8."""
     polar = {}
     for t in picks[1:]:  # picks[0] is frame 0, which has no flow
         small = _resize(flow[t - 1], size)
@@ -132,17 +140,14 @@ def _flow_panels(flow: np.ndarray, picks: list[int], size: tuple[int, int]) -> l
         )  # fmt: skip
     fastest = max((float(magnitude.max()) for magnitude, _ in polar.values()), default=0.0)
     gain = 255.0 / fastest if fastest > 0 else 0.0
-    panels = []
-    for t in picks:
-        if t not in polar:
-            panels.append(np.full((size[1], size[0], 3), NO_FLOW, np.uint8))
-            continue
+    panels = np.full((len(picks), size[1], size[0], 3), NO_FLOW, np.uint8)
+    for i, t in enumerate(picks[1:], 1):
         magnitude, angle = polar[t]
         hsv = np.stack(
             [np.rint(angle / 2) % 180, np.minimum(np.rint(magnitude * gain), 255),
              np.full_like(angle, 255)], axis=-1,
         ).astype(np.uint8)  # fmt: skip
-        panels.append(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB))
+        panels[i] = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
     return panels
 
 
