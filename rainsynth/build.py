@@ -8,9 +8,10 @@ bytes of a clip depend neither on the number of workers nor on the order clips f
 Each job reads its sequence, samples and renders rain, writes the clip's browser previews
 (:mod:`rainsynth.browser`) and then its clip folder, atomically
 (:func:`rainsynth.dataset.write_stored_clip`). A rerun skips the clips already in place (after
-checking they come from the same build), removes the temporary folders a killed run left, and
-renders the rest; the manifest and the dataset card (with the browser page) are written last, each
-to a temporary file renamed into place. Jobs run in-process (``workers=1``), on a local process pool, or on a Dask cluster.
+checking they come from the same build), removes the temporary files and folders a killed run
+left, and renders the rest; the dataset card (with the browser page) and the manifest are written
+last, each to a temporary file renamed into place. Jobs run in-process (``workers=1``), on a
+local process pool, or on a Dask cluster.
 """
 
 from __future__ import annotations
