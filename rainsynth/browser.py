@@ -3,8 +3,8 @@ network) to look at a built dataset's clips, their layers and their parameters.
 
     OUT/index.html                  the page: plain HTML, CSS and JavaScript (``browser.html``)
                                     with the dataset's records embedded as JSON
-    OUT/browser/<clip>.jpg          a clip's preview sprite: a row per shown frame, a column per
-                                    panel (clean | rain | S | U | beta | alpha, and flow)
+    OUT/browser/<clip>.jpg          a clip's preview sprite: for each panel (clean, rain, S, U,
+                                    beta, alpha, and flow), its shown frames, one above the other
     OUT/browser/<clip>-thumb.jpg    its middle rain frame, for the grid
 
 ``<clip>`` is the clip index of the build. The build makes a clip's previews in its worker from
@@ -41,8 +41,8 @@ TEMPLATE = "browser.html"
 FLOW_PANEL = "flow"
 """The panel added after PANELS for clips whose source knows the exact flow."""
 PANEL_SIDE = 224
-"""Longest side of one panel in a preview sprite and of a grid thumbnail, px (never larger than
-the clip)."""
+"""Longest side of one panel in a preview sprite (and of a thumbnail), px (never larger than the
+clip)."""
 MAX_PREVIEW_FRAMES = 32
 """Frames in a sprite at most; a longer clip shows this many, evenly spaced."""
 JPEG_QUALITY = 85
@@ -76,85 +76,72 @@ def fit(height: int, width: int, side: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def sprite(
+def panel_sheet(
     rain: np.ndarray, clean: np.ndarray, layers: dict[str, np.ndarray], flow: np.ndarray | None
 ) -> np.ndarray:
-    """A clip's preview sprite, (frames x h, panels x w, 3) uint8 RGB.
+    """A clip's preview panels, (panels, shown frames, h, w, 3) uint8 BGR (as OpenCV encodes).
+
+    The panels are PANELS, and the flow when there is one; the frames those of preview_frames;
+    (h, w) is the clip's size fitted into PANEL_SIDE. The sprite is this sheet as one image,
+    (panels x frames x h, w, 3): panel p of shown frame i at rows (p frames + i) h onwards.
 
     Args:
         rain, clean: (T, H, W, 3) uint8 RGB, as the clip folder stores them.
         layers: the arrays of layers.npz (``dataset.encode_layers``).
-        flow: (T-1, H, W, 2) float32 backward flow in px, or None (no flow column).
+        flow: (T-1, H, W, 2) float32 backward flow in px, or None (no flow panel).
     """
     picks = preview_frames(len(rain))
     height, width = fit(rain.shape[1], rain.shape[2], PANEL_SIDE)
-    size = (width, height)
-    columns = [_frame_panels(frames, picks, size) for frames in (clean, rain)]
-    columns += [_layer_panels(layers, name, picks, size) for name in PANELS[2:]]
+    panels = len(PANELS) + (flow is not None)
+    sheet = np.empty((panels, len(picks), height, width, 3), np.uint8)
+    for block, frames in ((sheet[0], clean), (sheet[1], rain)):
+        for panel, t in zip(block, picks, strict=True):
+            cv2.cvtColor(_resize(frames[t], (width, height)), cv2.COLOR_RGB2BGR, dst=panel)
+    for p, name in enumerate(PANELS[2:], 2):
+        _layer_panels(layers[name], layers[f"{name}_range"], picks, sheet[p])
     if flow is not None:
-        columns.append(_flow_panels(flow, picks, size))
-    sheet = np.empty((len(picks), height, len(columns), width, 3), np.uint8)
-    for p, column in enumerate(columns):
-        sheet[:, :, p] = column
-    return sheet.reshape(len(picks) * height, len(columns) * width, 3)
-
-
-def thumbnail(rain: np.ndarray) -> np.ndarray:
-    """The middle shown rain frame, as large as a sprite's panel, uint8 RGB."""
-    picks = preview_frames(len(rain))
-    height, width = fit(rain.shape[1], rain.shape[2], PANEL_SIDE)
-    return _resize(rain[picks[len(picks) // 2]], (width, height))
+        _flow_panels(flow, picks, sheet[-1])
+    return sheet
 
 
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-def _frame_panels(frames: np.ndarray, picks: list[int], size: tuple[int, int]) -> np.ndarray:
-    """The picked frames scaled to size (w, h): (n, h, w, 3) uint8."""
-    return np.stack([_resize(frames[t], size) for t in picks])
+def _layer_panels(q: np.ndarray, value_range: np.ndarray, picks: list[int], out: np.ndarray):
+    """Fill out, (n, h, w, 3), with a quantised layer (q, value_range) at the picked frames: its
+    values in [0, 1] as grey levels (clipped)."""
+    grey = dataset.to_uint8(dataset.dequantise(np.arange(256, dtype=np.uint8), value_range))
+    size = (out.shape[2], out.shape[1])
+    small = np.concatenate([_resize(q[t, ..., 0], size) for t in picks])  # (n h, w)
+    cv2.cvtColor(cv2.LUT(small, grey), cv2.COLOR_GRAY2BGR, dst=out.reshape(-1, size[0], 3))
 
 
-def _layer_panels(
-    layers: dict[str, np.ndarray], name: str, picks: list[int], size: tuple[int, int]
-) -> np.ndarray:
-    """A quantised layer at the picked frames, its values in [0, 1] as grey levels (clipped):
-    (n, h, w, 3) uint8."""
-    levels = np.arange(256, dtype=np.uint8)
-    grey = dataset.to_uint8(dataset.dequantise(levels, layers[f"{name}_range"]))
-    q = np.concatenate([_resize(layers[name][t, ..., 0], size) for t in picks])  # (n h, w)
-    rgb = cv2.cvtColor(cv2.LUT(q, grey), cv2.COLOR_GRAY2RGB)
-    return rgb.reshape(len(picks), size[1], size[0], 3)
-
-
-def _flow_panels(flow: np.ndarray, picks: list[int], size: tuple[int, int]) -> np.ndarray:
-    """Flow at the picked frames: hue the direction, saturation the speed over the clip's
-    fastest shown motion (white: still); the first frame, which has no flow, grey.
-    (n, h, w, 3) uint8."""
-    polar = {}
+def _flow_panels(flow: np.ndarray, picks: list[int], out: np.ndarray) -> None:
+    """Fill out, (n, h, w, 3), with the flow at the picked frames: hue the direction,
+    saturation the speed over the clip's fastest shown motion (white: still); the first frame,
+    which has no flow, grey."""
+    size = (out.shape[2], out.shape[1])
+    polar = []
     for t in picks[1:]:  # picks[0] is frame 0, which has no flow
         small = _resize(flow[t - 1], size)
-        polar[t] = cv2.cartToPolar(
+        polar.append(cv2.cartToPolar(
             np.ascontiguousarray(small[..., 0]), np.ascontiguousarray(small[..., 1]),
             angleInDegrees=True,
-        )  # fmt: skip
-    fastest = max((float(magnitude.max()) for magnitude, _ in polar.values()), default=0.0)
+        ))  # fmt: skip
+    fastest = max((float(magnitude.max()) for magnitude, _ in polar), default=0.0)
     gain = 255.0 / fastest if fastest > 0 else 0.0
-    panels = np.full((len(picks), size[1], size[0], 3), NO_FLOW, np.uint8)
-    for i, t in enumerate(picks[1:], 1):
-        magnitude, angle = polar[t]
+    out[0] = NO_FLOW
+    for panel, (magnitude, angle) in zip(out[1:], polar, strict=True):
         hsv = np.stack(
             [np.rint(angle / 2) % 180, np.minimum(np.rint(magnitude * gain), 255),
              np.full_like(angle, 255)], axis=-1,
         ).astype(np.uint8)  # fmt: skip
-        panels[i] = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-    return panels
+        cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR, dst=panel)
 
 
-def _jpeg(rgb: np.ndarray, path: Path) -> bytes:
-    ok, encoded = cv2.imencode(
-        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
-    )
+def _jpeg(bgr: np.ndarray, path: Path) -> bytes:
+    ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise OSError(f"could not encode {path} as JPEG")
     return encoded.tobytes()
@@ -169,14 +156,16 @@ def write_previews(
     layers: dict[str, np.ndarray],
     flow: np.ndarray | None,
 ) -> None:
-    """Write clip ``index``'s sprite and thumbnail into OUT/browser/, each atomically.
+    """Write clip ``index``'s sprite and thumbnail (the rain panel of the middle shown frame)
+    into OUT/browser/, each atomically.
 
-    rain, clean, layers and flow as :func:`sprite` takes them (what the clip folder stores).
+    rain, clean, layers and flow as :func:`panel_sheet` takes them (what the clip folder stores).
     """
     (out / PREVIEWS).mkdir(exist_ok=True)
     sprite_path, thumb_path = preview_paths(out, index)
-    dataset.write_atomic(sprite_path, _jpeg(sprite(rain, clean, layers, flow), sprite_path))
-    dataset.write_atomic(thumb_path, _jpeg(thumbnail(rain), thumb_path))
+    sheet = panel_sheet(rain, clean, layers, flow)
+    dataset.write_atomic(sprite_path, _jpeg(sheet.reshape(-1, *sheet.shape[3:]), sprite_path))
+    dataset.write_atomic(thumb_path, _jpeg(sheet[1, len(sheet[1]) // 2], thumb_path))
 
 
 def missing_previews(out: Path, records: list[dict]) -> list[dict]:

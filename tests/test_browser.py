@@ -74,12 +74,14 @@ def test_every_clip_has_a_sprite_and_a_thumbnail(built):
         frames, height, width = record["shape"]
         sprite, thumb = (cv2.imread(str(p)) for p in browser.preview_paths(built, record["clip"]))
         panels = len(PANELS) + record["flow"]
-        assert sprite.shape == (frames * height, panels * width, 3)  # small clips: not scaled
+        assert sprite.shape == (panels * frames * height, width, 3)  # small clips: not scaled
         assert thumb.shape == (height, width, 3)
-        # the rain column is the stored rain (up to JPEG): previews come from the stored frames
+        # the rain panel is the stored rain (up to JPEG): previews come from the stored frames
         folder = built / record["split"] / record["preset"] / record["name"]
         rain = cv2.imread(str(folder / "rain" / "0001.png")).astype(np.float32)
-        assert np.abs(sprite[:height, width : 2 * width] - rain).mean() < 6
+        assert np.abs(sprite[frames * height : (frames + 1) * height] - rain).mean() < 6
+        middle = cv2.imread(str(folder / "rain" / f"{frames // 2 + 1:04d}.png"))
+        assert np.abs(thumb - middle.astype(np.float32)).mean() < 6
 
 
 def test_page_data_matches_the_manifest_and_params(built):
@@ -280,3 +282,14 @@ def test_the_page_shows_html_in_names_as_text(page):
     assert page.evaluate("window.pwned") is None
     assert page.locator("img[onerror], #presets script").count() == 0
     page.select_option("#preset", "")
+
+
+def test_the_page_numbers_frames_as_the_sprites_pick_them(page):
+    for frames in (7, 33, 1000):
+        shown = len(browser.preview_frames(frames))
+        numbers = page.evaluate(
+            "([frames, shown]) => [...Array(shown).keys()].map("
+            "(i) => frameNumber({ frames, shown }, i))",
+            [frames, shown],
+        )
+        assert numbers == [t + 1 for t in browser.preview_frames(frames)]
