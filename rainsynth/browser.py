@@ -45,7 +45,7 @@ PANEL_SIDE = 224
 clip)."""
 MAX_PREVIEW_FRAMES = 32
 """Frames in a sprite at most; a longer clip shows this many, evenly spaced."""
-JPEG_QUALITY = 85
+JPEG_QUALITY = 75
 NO_FLOW = 48
 """Grey level of the flow panel at the first frame (no previous frame)."""
 COLUMNS = (
