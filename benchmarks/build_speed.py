@@ -13,16 +13,19 @@ run (medians over the repeats):
 - the I/O floor: reading the same source frames with ``cv2.imread`` and writing the same files with
   the same codec settings (every clean and rain frame as PNG at the same compression level, the
   same layers archive with the same deflate level, the two JSON files, one folder per clip);
-- build, 2 workers: the same build on a two-process pool.
+- build, 2 workers: the same build on a two-process pool;
+- build, 1 worker, without the dataset browser: the same build with the browser's previews and
+  page (``rainsynth.browser.write_previews`` and ``write_page``) replaced by nothing.
 
-It prints build / floor (target <= 1.3) and the 1 -> 2 worker speed-up (target >= 1.7), and, to
-document the PNG level the format uses, encode time and size of the built frames at several
-OpenCV PNG settings.
+It prints build / floor (target <= 1.3), the 1 -> 2 worker speed-up (target >= 1.7), the cost of
+the browser as build / build without it (target <= 1.05), and, to document the PNG level the
+format uses, encode time and size of the built frames at several OpenCV PNG settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -35,7 +38,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from rainsynth import dataset
+from rainsynth import browser, dataset
 from rainsynth.build import BuildOptions, build
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "vimeo_septuplet_sample"
@@ -64,6 +67,17 @@ def timed_build(options: BuildOptions, out: Path, workers: int) -> tuple[float, 
     start = time.perf_counter()
     build(options, out, workers=workers, progress=False, echo=lambda _: None)
     return time.perf_counter() - start, _cpu_seconds() - cpu
+
+
+@contextlib.contextmanager
+def without_browser():
+    """Builds in this process write no browser previews and no page while this is open."""
+    saved = browser.write_previews, browser.write_page
+    browser.write_previews = browser.write_page = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        browser.write_previews, browser.write_page = saved
 
 
 def _cpu_seconds() -> float:
@@ -155,17 +169,23 @@ def main() -> None:
         timed_build(options, scratch / "warm", 1)  # numba cache, page cache, imports
         clips = floor_inputs(scratch / "warm")
         load = os.getloadavg()[0]
-        wall: dict[str, list[float]] = {"build1": [], "floor": [], "build2": []}
-        cpu: dict[str, list[float]] = {"build1": [], "build2": []}
+        wall: dict[str, list[float]] = {"build1": [], "floor": [], "build2": [], "bare1": []}
+        cpu: dict[str, list[float]] = {"build1": [], "build2": [], "bare1": []}
         for repeat in range(args.repeats):
-            for name, workers in (("build1", 1), ("build2", 2)):
-                seconds, cpu_seconds = timed_build(options, scratch / f"{name}-{repeat}", workers)
+            runs = [("build1", 1), ("build2", 2), ("bare1", 1)]
+            for name, workers in runs if repeat % 2 == 0 else runs[::-1]:
+                with without_browser() if name == "bare1" else contextlib.nullcontext():
+                    seconds, cpu_seconds = timed_build(
+                        options, scratch / f"{name}-{repeat}", workers
+                    )
                 wall[name].append(seconds)
                 cpu[name].append(cpu_seconds)
                 shutil.rmtree(scratch / f"{name}-{repeat}")
             wall["floor"].append(timed_floor(clips, scratch / f"floor-{repeat}"))
             shutil.rmtree(scratch / f"floor-{repeat}")
-        build1, floor, build2 = (statistics.median(wall[k]) for k in ("build1", "floor", "build2"))
+        build1, floor, build2, bare1 = (
+            statistics.median(wall[k]) for k in ("build1", "floor", "build2", "bare1")
+        )
         cpu1, cpu2 = (statistics.median(cpu[k]) for k in ("build1", "build2"))
         n = len(clips)
         print(
@@ -176,8 +196,13 @@ def main() -> None:
         print(f"  I/O floor            {floor:6.2f} s  ({floor / n * 1e3:5.1f} ms/clip)")
         print(f"  build, 1 worker      {build1:6.2f} s  ({build1 / n * 1e3:5.1f} ms/clip)")
         print(f"  build, 2 workers     {build2:6.2f} s  ({build2 / n * 1e3:5.1f} ms/clip)")
+        print(f"  build, 1 worker, no browser {bare1:6.2f} s  ({bare1 / n * 1e3:5.1f} ms/clip)")
         print(f"  build / floor (1 worker)      {build1 / floor:5.2f}   (target <= 1.3)")
         print(f"  speed-up 1 -> 2 workers       {build1 / build2:5.2f}x  (target >= 1.7)")
+        print(
+            f"  browser: build / build without {build1 / bare1:5.2f}   (target <= 1.05; "
+            f"CPU {statistics.median(cpu['build1']) / statistics.median(cpu['bare1']):.2f})"
+        )
         print(
             f"  CPU time, all processes: 1 worker {cpu1:.2f} s, 2 workers {cpu2:.2f} s "
             f"(x{cpu2 / cpu1:.2f}: worker start-up; on a busy machine the wall-time speed-up "

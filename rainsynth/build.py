@@ -5,11 +5,13 @@ presets in the order given, sequences in the source's order. A job's position in
 clip index, which keys every random draw of its rain (``sample_params(..., clip=index)``), so the
 bytes of a clip depend neither on the number of workers nor on the order clips finish in.
 
-Each job reads its sequence, samples and renders rain, and writes its clip folder atomically
-(:func:`rainsynth.dataset.write_clip`). A rerun skips the clips already in place (after checking
-they come from the same build), removes the temporary folders a killed run left, and renders the
-rest; the manifest and the dataset card are written last, each to a temporary file renamed into
-place. Jobs run in-process (``workers=1``), on a local process pool, or on a Dask cluster.
+Each job reads its sequence, samples and renders rain, writes the clip's browser previews
+(:mod:`rainsynth.browser`) and then its clip folder, atomically
+(:func:`rainsynth.dataset.write_stored_clip`). A rerun skips the clips already in place (after
+checking they come from the same build), removes the temporary files and folders a killed run
+left, and renders the rest; the dataset card (with the browser page) and the manifest are written
+last, each to a temporary file renamed into place. Jobs run in-process (``workers=1``), on a
+local process pool, or on a Dask cluster.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import click
 import cv2
 
 import rainsynth
-from rainsynth import dataset
+from rainsynth import browser, dataset
 from rainsynth.cli import Command
 from rainsynth.compat import require, tomllib
 from rainsynth.errors import RainsynthError, SourceError
@@ -317,6 +319,7 @@ def build_clip(job: Job, spec: SourceSpec, out: str) -> dict:
     frames = sequence.frames
     params = sample_params(job.preset, seed=job.seed, shape=frames.shape[:3], clip=job.index)
     clip = rainsynth.render(frames, params)
+    rain, layers = dataset.to_uint8(clip.rain), dataset.encode_layers(clip.layers)
     info = {
         **job.describe(),
         "build": job.build,
@@ -325,11 +328,14 @@ def build_clip(job: Job, spec: SourceSpec, out: str) -> dict:
         "shape": list(frames.shape[:3]),
         "flow": sequence.flow is not None,
     }
-    dataset.write_clip(
+    browser.write_previews(
+        Path(out), job.index, rain=rain, clean=frames, layers=layers, flow=sequence.flow
+    )
+    dataset.write_stored_clip(
         job.folder(Path(out)),
-        rain=clip.rain,
+        rain=rain,
         clean=frames,
-        layers=clip.layers,
+        layers=layers,
         params=params,
         flow=sequence.flow,
         info=info,
@@ -477,7 +483,7 @@ def build(
     skips = len(manifest["skipped"])
     echo(
         f"wrote {len(clips)} clips" + (f", skipped {skips}" if skips else "")
-        + f" to {out} (manifest.json, README.md)"
+        + f" to {out} (manifest.json, README.md, index.html)"
     )  # fmt: skip
     return manifest
 
@@ -572,7 +578,8 @@ def _existing_records(plan: Plan, out: Path) -> dict[int, dict]:
 
 @contextlib.contextmanager
 def _locked(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock file in `out` while building; refuse folders that are not datasets.
+    """Hold an exclusive lock file in `out` while writing it (a build, or `rainsynth card`);
+    refuse folders that are not datasets.
 
     The lock file goes when the build ends, even on an error; one left by a killed build marks
     the folder as an unfinished dataset.
@@ -618,8 +625,9 @@ def _is_temp(path: Path) -> bool:
 
 
 def _remove_temp_files(out: Path) -> list[Path]:
-    """Delete the temporary top-level files (manifest, card) a killed build left."""
-    stale = sorted(p for p in out.glob(f"{dataset.TEMP_PREFIX}*") if p.is_file())
+    """Delete the temporary files a killed build left: manifest, card, browser previews."""
+    patterns = (f"{dataset.TEMP_PREFIX}*", f"{browser.PREVIEWS}/{dataset.TEMP_PREFIX}*")
+    stale = sorted(p for pattern in patterns for p in out.glob(pattern) if p.is_file())
     for path in stale:
         path.unlink()
     return stale
@@ -650,7 +658,8 @@ Examples:
 Run the same command again to resume an interrupted build: finished clips
 are kept, unfinished ones are redone, and the output is byte-identical to an
 uninterrupted build whatever the number of workers. The dataset card is
-OUT/README.md; read clips with rainsynth.dataset.read_dataset(OUT).
+OUT/README.md; open OUT/index.html in a web browser to look at the clips;
+read them with rainsynth.dataset.read_dataset(OUT).
 """
 
 
@@ -809,7 +818,8 @@ def build_command(
     Each clip becomes OUT/<split>/<preset>/<clip>/ with rain/ and clean/ PNG frames, the rain
     layers (layers.npz), the sampled parameters (params.json), the exact optical flow where the
     source knows it (flow.npz) and its source reference (clip.json). OUT/manifest.json records
-    the command, seed and every clip; OUT/README.md is the dataset card.
+    the command, seed and every clip; OUT/README.md is the dataset card and OUT/index.html a
+    page to look at the clips, their layers and parameters in a web browser, opened from disk.
     """
     root = source_root(source, root)
     options = BuildOptions(
@@ -831,3 +841,53 @@ def build_command(
             f"{error}. The unfinished clip was removed and finished clips are kept: free "
             "the space (or fix the problem) and run the same command again to resume."
         ) from None
+
+
+@click.command("card", cls=Command)
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.option("-q", "--quiet", is_flag=True, help="No status lines.")
+def card_command(out: str, quiet: bool) -> None:
+    """Write the dataset card and the dataset browser of the built dataset OUT again.
+
+    \b
+    Rewrites, from OUT/manifest.json:
+      README.md, preview.png, parameters.png   the dataset card
+      index.html                               the dataset browser (open it from disk)
+
+    It makes the browser previews (OUT/browser/) of the clips that have none, e.g. in a dataset
+    built by an earlier version; previews already there are kept. Clips and manifest stay as
+    they are.
+
+    \b
+    Example:
+      rainsynth card out/data && xdg-open out/data/index.html
+    """
+    from rainsynth.card import CARD, write_card
+
+    folder = Path(out)
+    if not (folder / MANIFEST).is_file():
+        raise RainsynthError(
+            f"{folder} has no {MANIFEST}: it is not a finished rainsynth dataset (run the "
+            "command that built it again to finish it)"
+        )
+    with _locked(folder):
+        manifest = dataset.read_json(folder / MANIFEST)
+        if not isinstance(manifest.get("clips"), list):
+            raise RainsynthError(f"{folder / MANIFEST} has no list of clips: not a manifest")
+        manifest = _in_build_order(manifest)
+        missing = len(browser.missing_previews(folder, manifest["clips"]))
+        if missing and not quiet:
+            click.echo(f"making the browser previews of {missing} clips", err=True)
+        write_card(folder, manifest)
+    if not quiet:
+        click.echo(f"wrote {folder / CARD} and {folder / browser.PAGE}", err=True)
+
+
+def _in_build_order(manifest: dict) -> dict:
+    """The manifest with its presets and counts in the build's order (manifest.json sorts its
+    keys): presets in the order their first clips come (then any without clips), counts
+    recomputed from the clips; so the card written again has the build's bytes."""
+    order = list(dict.fromkeys(record["preset"] for record in manifest["clips"]))
+    order += [name for name in manifest["presets"] if name not in order]
+    presets = {name: manifest["presets"][name] for name in order}
+    return {**manifest, "presets": presets, "counts": _counts(manifest["clips"])}

@@ -1,6 +1,6 @@
 """The dataset card: README.md with a Hugging Face style YAML metadata header, counts, format and
 reading notes, parameter histograms (parameters.png) and a preview image (preview.png), written at
-the top of a built dataset.
+the top of a built dataset, with the dataset browser (index.html, :mod:`rainsynth.browser`).
 
 Every file is rendered deterministically (matplotlib's Agg backend, OpenCV) and written to a
 temporary name, then renamed, so a finished build's card has the same bytes on every run. Without
@@ -18,12 +18,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from rainsynth import dataset
+from rainsynth import browser, dataset
 from rainsynth.params import PHYSICAL_SECTIONS, SECTIONS
 
 PREVIEW, HISTOGRAMS, CARD = "preview.png", "parameters.png", "README.md"
-CARD_FILES = (CARD, PREVIEW, HISTOGRAMS)
-"""Every file the card may write."""
+CARD_FILES = (CARD, PREVIEW, HISTOGRAMS, browser.PAGE, browser.PREVIEWS)
+"""Every file (and folder) the card may write at the top of the dataset."""
 PREVIEW_WIDTH = 320
 """Width of one frame in the preview image, px."""
 LICENSES = {
@@ -59,26 +59,30 @@ def has_histograms() -> bool:
 
 
 def card_files(manifest: dict) -> list[str]:
-    """The files write_card writes for this manifest (the images only when there are clips)."""
+    """The top-level files write_card writes for this manifest (the images only when there are
+    clips)."""
     if not manifest["clips"]:
-        return [CARD]
-    return [CARD, PREVIEW] + ([HISTOGRAMS] if has_histograms() else [])
+        return [CARD, browser.PAGE]
+    return [CARD, browser.PAGE, PREVIEW] + ([HISTOGRAMS] if has_histograms() else [])
 
 
 def write_card(out: Path, manifest: dict) -> None:
-    """Write README.md, preview.png and (with matplotlib) parameters.png for the dataset in `out`.
+    """Write README.md, preview.png, (with matplotlib) parameters.png and the dataset browser,
+    index.html, for the dataset in `out`.
 
     manifest: the build's manifest (header fields, "counts", "clips" records, "skipped").
     """
     records = manifest["clips"]
-    if HISTOGRAMS in card_files(manifest):
-        params = [
-            dataset.read_params(_folder(out, record) / dataset.PARAMS_FILE).to_dict()
-            for record in records
-        ]
+    params = [
+        dataset.read_params(_folder(out, record) / dataset.PARAMS_FILE).to_dict()
+        for record in records
+    ]
+    histograms = HISTOGRAMS if HISTOGRAMS in card_files(manifest) else None
+    if histograms:
         dataset.write_atomic(out / HISTOGRAMS, histograms_png(records, params))
     if records:
         dataset.write_atomic(out / PREVIEW, preview_png(out, records))
+    browser.write_page(out, manifest, params, histograms=histograms)
     dataset.write_atomic(out / CARD, card_text(manifest).encode("utf-8"))
 
 

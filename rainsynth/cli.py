@@ -18,6 +18,7 @@ from rainsynth.errors import RainsynthError
 COMMANDS = {
     "preview": "rainsynth.preview:preview_command",
     "build": "rainsynth.build:build_command",
+    "card": "rainsynth.build:card_command",
     "export": "rainsynth.export:export_command",
     "train": "derain.train:train_command",
     "test": "derain.evaluate:test_command",
@@ -28,6 +29,7 @@ COMMANDS = {
 _HELP = {
     "preview": "Render rain over a clip: contact sheet PNG and side-by-side MP4.",
     "build": "Build a paired rain/clean video dataset.",
+    "card": "Write a built dataset's card and browser page (index.html) again.",
     "export": "Export a built dataset to the BasicSR / mmagic paired video layout.",
     "train": "Train the deraining network from a TOML config.",
     "test": "Score a deraining model on a built dataset (Y PSNR/SSIM, temporal consistency).",

@@ -2,6 +2,8 @@
 
     ROOT/manifest.json                    generator, command, seed, source, one record per clip
     ROOT/README.md                        the dataset card (counts, histograms, preview)
+    ROOT/index.html, ROOT/browser/        the dataset browser and its previews
+                                          (:mod:`rainsynth.browser`)
     ROOT/<split>/<preset>/<clip>/
         rain/0001.png ...                 O~ of Eq. 4, 8-bit RGB PNG
         clean/0001.png ...                B, 8-bit RGB PNG
@@ -97,10 +99,15 @@ def decode_layers(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     for name in LAYERS + tuple(n for n in PHYSICAL_LAYERS if n in arrays):
         value = arrays[name]
         if name in QUANTISED:
-            lo, hi = (float(v) for v in arrays[f"{name}_range"])
-            value = np.float32(lo) + value.astype(np.float32) * np.float32((hi - lo) / 255.0)
+            value = dequantise(value, arrays[f"{name}_range"])
         layers[name] = value.astype(np.float32, copy=False)
     return layers
+
+
+def dequantise(q: np.ndarray, value_range: np.ndarray) -> np.ndarray:
+    """The float32 values of a quantised layer: lo + q (hi - lo) / 255, [lo, hi] = value_range."""
+    lo, hi = (float(v) for v in value_range)
+    return np.float32(lo) + q.astype(np.float32) * np.float32((hi - lo) / 255.0)
 
 
 def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
@@ -159,14 +166,38 @@ def write_clip(
     On any error (a full disk raises OSError) the temporary folder is removed and the error
     re-raised: the clip is either complete under its name or absent.
     """
+    write_stored_clip(
+        folder,
+        rain=to_uint8(rain),
+        clean=clean,
+        layers=encode_layers(layers),
+        params=params,
+        flow=flow,
+        info=info,
+    )
+
+
+def write_stored_clip(
+    folder: Path,
+    *,
+    rain: np.ndarray,
+    clean: np.ndarray,
+    layers: Mapping[str, np.ndarray],
+    params: RainParams,
+    flow: np.ndarray | None,
+    info: Mapping[str, object],
+) -> None:
+    """:func:`write_clip` from the stored forms: ``rain`` (T, H, W, 3) uint8 (``to_uint8`` of
+    render's O~) and ``layers`` as :func:`encode_layers` gives them, for a caller that uses them
+    too (the build makes the clip's browser previews from them)."""
     temp = folder.parent / f"{TEMP_PREFIX}{folder.name}-{os.getpid()}"
     folder.parent.mkdir(parents=True, exist_ok=True)
     try:
-        for kind, frames in (("rain", to_uint8(rain)), ("clean", clean)):
+        for kind, frames in (("rain", rain), ("clean", clean)):
             (temp / kind).mkdir(parents=True)
             for t, frame in enumerate(frames, 1):
                 write_png(temp / kind / f"{t:04d}.png", frame)
-        write_npz(temp / LAYERS_FILE, encode_layers(layers))
+        write_npz(temp / LAYERS_FILE, layers)
         if flow is not None:
             write_npz(temp / FLOW_FILE, {"flow": np.asarray(flow, np.float32)})
         write_json(temp / PARAMS_FILE, params.to_dict())

@@ -80,3 +80,20 @@ def test_build_without_matplotlib_writes_the_card_without_histograms(tmp_path):
     card = (tmp_path / "README.md").read_text()
     assert "pip install 'rainsynth[card]'" in card and "parameters.png" not in card
     assert (tmp_path / "preview.png").exists() and not (tmp_path / "parameters.png").exists()
+
+
+def test_package_data_ships_every_data_file():
+    """`pip install .` ships a package's non-Python files only when setup.cfg's package_data
+    names them: the presets and the dataset browser's page."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    patterns = config["options.package_data"]["rainsynth"].replace(",", " ").split()
+    package = ROOT / "rainsynth"
+    files = [
+        path.relative_to(package)
+        for path in package.rglob("*")
+        if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts
+    ]
+    assert any(path.name == "browser.html" for path in files)
+    for path in files:
+        assert any(path.match(pattern) for pattern in patterns), f"{path} is not package data"
