@@ -159,10 +159,12 @@ def test_any_seed_and_clip_give_valid_round_tripping_params(seed, clip, preset):
 
 
 def test_readme_documents_the_allowed_ranges_and_the_presets():
-    """README's preset table is exactly what the code allows and the preset files sample."""
+    """The preset tables (README's pixel presets, docs/physical.md's physical ones) are exactly
+    what the code allows and the preset files sample."""
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text() + (root / "docs" / "physical.md").read_text()
 
     def cell(r):
         return f"{r[0]:g}" if r[0] == r[1] else f"{r[0]:g}–{r[1]:g}"
