@@ -19,9 +19,11 @@ import pytest
 from click.testing import CliRunner
 
 import rainsynth
-from rainsynth import build as build_module
 from rainsynth import dataset
-from rainsynth.build import BuildOptions, build, build_command, clip_name, make_plan, unique_names
+from rainsynth.build import BuildOptions, build, make_plan
+from rainsynth.build.output import LOCK
+from rainsynth.build.plan import clip_name, unique_names
+from rainsynth.build_cli import build_command
 from rainsynth.dataset import read_dataset
 
 pytestmark = pytest.mark.slow
@@ -365,7 +367,7 @@ def test_a_second_build_into_the_same_folder_is_refused(reference, tmp_path):
     fcntl = pytest.importorskip("fcntl")
     out = tmp_path / "data"
     shutil.copytree(reference, out)
-    with open(out / build_module.LOCK, "a+b") as held:  # a build in progress holds this lock
+    with open(out / LOCK, "a+b") as held:  # a build in progress holds this lock
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         result = CliRunner().invoke(build_command, [*SMALL, "--out", str(out), "-j", "1", "-q"])
     assert result.exit_code == 2 and "another rainsynth build is writing" in result.output

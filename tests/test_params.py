@@ -11,15 +11,8 @@ from hypothesis import strategies as st
 
 import rainsynth
 from rainsynth.errors import ParamError
-from rainsynth.params import (
-    PHYSICAL_PRESETS,
-    PHYSICAL_SECTIONS,
-    PIXEL_PRESETS,
-    PRESETS,
-    SECTIONS,
-    load_preset,
-    parameter_table,
-)
+from rainsynth.params import PHYSICAL_SECTIONS, SECTIONS, parameter_table
+from rainsynth.presets import PHYSICAL_PRESETS, PIXEL_PRESETS, PRESETS, load_preset
 
 SHAPE = (3, 24, 40)
 

@@ -60,6 +60,8 @@ def open_source(
         return BuiltinSource(options)
     if root is None:
         raise SourceError(f"the {name} source needs a root (a path); none was given")
+    if options.count is not None:
+        raise SourceError("count applies to the builtin source only; use the split to choose")
     if name == "videos":
         return VideoSource(str(root), options, skip_unreadable=on_error == "skip")
     return SOURCES[name](str(root), options)
