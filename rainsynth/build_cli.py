@@ -123,37 +123,23 @@ def source_root(source: str, root: str | None) -> str | None:
 
 
 @click.command("build", cls=Command, epilog=EXAMPLES)
-@click.option(
-    "--recipe",
-    type=click.Path(exists=True, dir_okay=False),
-    is_eager=True,
-    expose_value=False,
-    callback=_load_recipe,
-    help="TOML file of option values (keys = option names, e.g. datasets/rainsynall100.toml). "
-    "Command-line options override it; relative paths in it are relative to the file.",
-)
-@click.option(
-    "--source",
-    type=click.Choice(SOURCES),
-    default="builtin",
-    show_default=True,
-    help="Where clean clips come from: vimeo90k (septuplet layout), videos (files decoded with "
-    "ffmpeg), frames (folders of images), builtin (offline, ships with the package).",
-)
+@click.option("--recipe", type=click.Path(exists=True, dir_okay=False), is_eager=True,
+              expose_value=False, callback=_load_recipe,
+              help="TOML file of option values (keys = option names, e.g. "
+              "datasets/rainsynall100.toml). Command-line options override it; relative paths in "
+              "it are relative to the file.")  # fmt: skip
+@click.option("--source", type=click.Choice(SOURCES), default="builtin", show_default=True,
+              help="Where clean clips come from: vimeo90k (septuplet layout), videos (files "
+              "decoded with ffmpeg), frames (folders of images), builtin (offline, ships with the "
+              "package).")  # fmt: skip
 @click.option("--root", help=f"Path of the source (not for builtin) [default: ${ROOT_ENV}, else "
               "./vimeo_septuplet for vimeo90k].")  # fmt: skip
-@click.option(
-    "--split",
-    help="TRAIN/TEST sequences as counts (900/100) or fractions (0.9/0.1), seeded, never one "
-    "source video on both sides. Default: every sequence (Vimeo's own lists, else 0.9/0.1).",
-)
-@click.option(
-    "--presets",
-    default="light,heavy",
-    show_default=True,
-    callback=_parse_presets,
-    help=f"Comma-separated rain presets: {', '.join(PRESETS)} or paths of preset TOML files.",
-)
+@click.option("--split", help="TRAIN/TEST sequences as counts (900/100) or fractions (0.9/0.1), "
+              "seeded, never one source video on both sides. Default: every sequence (Vimeo's "
+              "own lists, else 0.9/0.1).")  # fmt: skip
+@click.option("--presets", default="light,heavy", show_default=True, callback=_parse_presets,
+              help=f"Comma-separated rain presets: {', '.join(PRESETS)} or paths of preset TOML "
+              "files.")  # fmt: skip
 @click.option("--frames", type=click.IntRange(2, MAX_FRAMES), default=7, show_default=True,
               help="Frames per clip.")  # fmt: skip
 @click.option("--stride", type=click.IntRange(min=1),
