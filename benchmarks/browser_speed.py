@@ -29,7 +29,7 @@ from pathlib import Path
 from rainsynth import browser, dataset
 from rainsynth.build import BuildOptions, build
 from rainsynth.card import write_card
-from rainsynth.params import sample_params
+from rainsynth.presets import sample_params
 
 CHROMIUM = "/usr/bin/chromium"
 USABLE = """() => {

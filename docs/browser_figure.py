@@ -18,7 +18,7 @@ import numpy as np
 from playwright.sync_api import sync_playwright
 
 from rainsynth.build import BuildOptions, build
-from rainsynth.preview import write_png
+from rainsynth.fileio import write_png
 
 HERE = Path(__file__).resolve().parent
 WIDTH = 960

@@ -24,7 +24,8 @@ from derain.checkpoint import load_model, resolve_weights
 from derain.evaluate import derain_clip
 from derain.inference import FrameDerainer, to_uint8
 from rainsynth.dataset import read_dataset
-from rainsynth.preview import _label, write_png
+from rainsynth.fileio import draw_label, write_png
+from rainsynth.preview import LABEL_SCALE
 
 HERE = Path(__file__).resolve().parent
 REAL = HERE.parents[1] / "shared" / "data" / "nturain_real_ra1"
@@ -33,7 +34,7 @@ REAL = HERE.parents[1] / "shared" / "data" / "nturain_real_ra1"
 def labelled_row(panels: list[np.ndarray], names: tuple[str, ...]) -> np.ndarray:
     row = np.concatenate([to_uint8(p) for p in panels], axis=1)
     for i, name in enumerate(names):
-        _label(row, name, (i * panels[0].shape[1] + 6, 18))
+        draw_label(row, name, (i * panels[0].shape[1] + 6, 18), LABEL_SCALE)
     return row
 
 

@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 import rainsynth
-from rainsynth.preview import _label, contact_sheet, write_png
+from rainsynth.fileio import draw_label, write_png
+from rainsynth.preview import LABEL_SCALE, contact_sheet
 from rainsynth.sources import open_source
 
 HERE = Path(__file__).resolve().parent
@@ -36,7 +37,7 @@ def main() -> None:
     row = np.concatenate(panels, axis=1)
     names = ("clean", "albumentations RandomRain", "rainsynth light", "rainsynth heavy")
     for i, name in enumerate(names):
-        _label(row, name, (i * clean.shape[2] + 6, 18))
+        draw_label(row, name, (i * clean.shape[2] + 6, 18), LABEL_SCALE)
     write_png(HERE / "compare.png", row)
 
 

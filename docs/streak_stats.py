@@ -31,8 +31,9 @@ import cv2
 import numpy as np
 
 import rainsynth
-from rainsynth.params import PHYSICAL_PRESETS
-from rainsynth.preview import _label, write_png
+from rainsynth.fileio import draw_label, write_png
+from rainsynth.presets import PHYSICAL_PRESETS
+from rainsynth.preview import LABEL_SCALE
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"
@@ -151,9 +152,9 @@ def figure(clean: np.ndarray, real: np.ndarray, closest: str, out: Path) -> None
     row = np.concatenate([panels[p] for p in PHYSICAL_PRESETS], axis=1)
     pair = np.concatenate([real[REAL_CROP], panels[closest]], axis=1)
     for i, preset in enumerate(PHYSICAL_PRESETS):
-        _label(row, preset, (i * width + 6, 18))
-    _label(pair, "real rain (NTURain ra1)", (6, 18))
-    _label(pair, f"rainsynth {closest}", (width + 6, 18))
+        draw_label(row, preset, (i * width + 6, 18), LABEL_SCALE)
+    draw_label(pair, "real rain (NTURain ra1)", (6, 18), LABEL_SCALE)
+    draw_label(pair, f"rainsynth {closest}", (width + 6, 18), LABEL_SCALE)
     pad = np.full((pair.shape[0], row.shape[1] - pair.shape[1], 3), 255, np.uint8)
     write_png(out, np.concatenate([row, np.concatenate([pair, pad], axis=1)], axis=0))
 

@@ -11,7 +11,8 @@ __version__ = "0.1.0"
 from rainsynth._jit import get_num_threads, set_num_threads  # noqa: E402
 from rainsynth.composite import RainClip, invert, render  # noqa: E402
 from rainsynth.dataset import DatasetClip, read_dataset  # noqa: E402
-from rainsynth.params import RainParams, load_preset, sample_params  # noqa: E402
+from rainsynth.params import RainParams  # noqa: E402
+from rainsynth.presets import load_preset, sample_params  # noqa: E402
 
 __all__ = [
     "DatasetClip",

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from rainsynth.compat import require
-from rainsynth.params import load_preset
+from rainsynth.presets import load_preset
 from rainsynth.transforms import rain_over
 
 A = require("albumentations")

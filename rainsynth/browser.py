@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from rainsynth import dataset
+from rainsynth.fileio import write_atomic
 from rainsynth.params import parameter_table
 from rainsynth.preview import PANELS
 
@@ -164,8 +165,8 @@ def write_previews(
     (out / PREVIEWS).mkdir(exist_ok=True)
     sprite_path, thumb_path = preview_paths(out, index)
     sheet = panel_sheet(rain, clean, layers, flow)
-    dataset.write_atomic(sprite_path, _jpeg(sheet.reshape(-1, *sheet.shape[3:]), sprite_path))
-    dataset.write_atomic(thumb_path, _jpeg(sheet[1, len(sheet[1]) // 2], thumb_path))
+    write_atomic(sprite_path, _jpeg(sheet.reshape(-1, *sheet.shape[3:]), sprite_path))
+    write_atomic(thumb_path, _jpeg(sheet[1, len(sheet[1]) // 2], thumb_path))
 
 
 def missing_previews(out: Path, records: list[dict]) -> list[dict]:
@@ -203,7 +204,7 @@ def write_page(out: Path, manifest: dict, params: list[dict], *, histograms: str
     for record in missing_previews(out, manifest["clips"]):
         write_previews_from_disk(out, record)
     data = page_data(manifest, params, histograms=histograms)
-    dataset.write_atomic(out / PAGE, page_html(data).encode("utf-8"))
+    write_atomic(out / PAGE, page_html(data).encode("utf-8"))
 
 
 def page_data(manifest: dict, params: list[dict], *, histograms: str | None) -> dict:

@@ -4,7 +4,8 @@ the top of a built dataset, with the dataset browser (index.html, :mod:`rainsynt
 
 Every file is rendered deterministically (matplotlib's Agg backend, OpenCV) and written to a
 temporary name, then renamed, so a finished build's card has the same bytes on every run. Without
-matplotlib (the ``card`` extra) the histograms are left out and the card says so.
+matplotlib (the ``card`` extra) the histograms are left out and the card says so. ``rainsynth
+card`` writes them again for a built dataset.
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ import io
 import json
 from pathlib import Path
 
+import click
 import cv2
 import numpy as np
 
 from rainsynth import browser, dataset
+from rainsynth.build.output import MANIFEST, counts, locked
+from rainsynth.cli import Command
+from rainsynth.errors import RainsynthError
+from rainsynth.fileio import draw_label, encode_png, write_atomic
 from rainsynth.params import PHYSICAL_SECTIONS, SECTIONS
 
 PREVIEW, HISTOGRAMS, CARD = "preview.png", "parameters.png", "README.md"
@@ -26,6 +32,8 @@ CARD_FILES = (CARD, PREVIEW, HISTOGRAMS, browser.PAGE, browser.PREVIEWS)
 """Every file (and folder) the card may write at the top of the dataset."""
 PREVIEW_WIDTH = 320
 """Width of one frame in the preview image, px."""
+PREVIEW_COMPRESSION = 6
+"""cv2.IMWRITE_PNG_COMPRESSION of the preview image."""
 LICENSES = {
     "vimeo90k": {
         "license": "other",
@@ -79,11 +87,11 @@ def write_card(out: Path, manifest: dict) -> None:
     ]
     histograms = HISTOGRAMS if HISTOGRAMS in card_files(manifest) else None
     if histograms:
-        dataset.write_atomic(out / HISTOGRAMS, histograms_png(records, params))
+        write_atomic(out / HISTOGRAMS, histograms_png(records, params))
     if records:
-        dataset.write_atomic(out / PREVIEW, preview_png(out, records))
+        write_atomic(out / PREVIEW, preview_png(out, records))
     browser.write_page(out, manifest, params, histograms=histograms)
-    dataset.write_atomic(out / CARD, card_text(manifest).encode("utf-8"))
+    write_atomic(out / CARD, card_text(manifest).encode("utf-8"))
 
 
 def _folder(out: Path, record: dict) -> Path:
@@ -134,33 +142,21 @@ def preview_png(out: Path, records: list[dict]) -> bytes:
         for kind in ("clean", "rain"):
             tiles = [_tile(folder / kind / f"{t:04d}.png") for t in picks]
             label = f"{preset} {kind}: {record['split']}/{record['name']}"
-            _label(tiles[0], label)
+            draw_label(tiles[0], label, (4, 14), 0.4)
             rows.append(np.concatenate(tiles, axis=1))
     width = max(row.shape[1] for row in rows)
     rows = [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0))) for row in rows]
-    ok, encoded = cv2.imencode(
-        ".png", np.concatenate(rows, axis=0), [cv2.IMWRITE_PNG_COMPRESSION, 6]
-    )
-    if not ok:
-        raise OSError(f"could not encode {out / PREVIEW}")
-    return encoded.tobytes()
+    return encode_png(np.concatenate(rows, axis=0), PREVIEW_COMPRESSION, name=out / PREVIEW)
 
 
 def _tile(path: Path) -> np.ndarray:
-    """A frame (BGR) scaled to PREVIEW_WIDTH px wide."""
+    """A frame, (h, PREVIEW_WIDTH, 3) uint8 RGB: scaled to PREVIEW_WIDTH px wide."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise OSError(f"cannot read {path} for the preview")
     height = max(1, round(image.shape[0] * PREVIEW_WIDTH / image.shape[1]))
-    return cv2.resize(image, (PREVIEW_WIDTH, height), interpolation=cv2.INTER_AREA)
-
-
-def _label(image: np.ndarray, text: str) -> None:
-    """Write `text` in the top-left corner, white on a black outline."""
-    for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):
-        cv2.putText(
-            image, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, thickness, cv2.LINE_AA
-        )
+    image = cv2.resize(image, (PREVIEW_WIDTH, height), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def card_text(manifest: dict) -> str:
@@ -306,3 +302,51 @@ def yaml_header(manifest: dict) -> str:
         else:
             lines.append(f"{key}: {json.dumps(value)}")
     return "\n".join(lines + ["---"]) + "\n"
+
+
+@click.command("card", cls=Command)
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.option("-q", "--quiet", is_flag=True, help="No status lines.")
+def card_command(out: str, quiet: bool) -> None:
+    """Write the dataset card and the dataset browser of the built dataset OUT again.
+
+    \b
+    Rewrites, from OUT/manifest.json:
+      README.md, preview.png, parameters.png   the dataset card
+      index.html                               the dataset browser (open it from disk)
+
+    It makes the browser previews (OUT/browser/) of the clips that have none, e.g. in a dataset
+    built by an earlier version; previews already there are kept. Clips and manifest stay as
+    they are.
+
+    \b
+    Example:
+      rainsynth card out/data && xdg-open out/data/index.html
+    """
+    folder = Path(out)
+    if not (folder / MANIFEST).is_file():
+        raise RainsynthError(
+            f"{folder} has no {MANIFEST}: it is not a finished rainsynth dataset (run the "
+            "command that built it again to finish it)"
+        )
+    with locked(folder):
+        manifest = dataset.read_json(folder / MANIFEST)
+        if not isinstance(manifest.get("clips"), list):
+            raise RainsynthError(f"{folder / MANIFEST} has no list of clips: not a manifest")
+        manifest = _in_build_order(manifest)
+        missing = len(browser.missing_previews(folder, manifest["clips"]))
+        if missing and not quiet:
+            click.echo(f"making the browser previews of {missing} clips", err=True)
+        write_card(folder, manifest)
+    if not quiet:
+        click.echo(f"wrote {folder / CARD} and {folder / browser.PAGE}", err=True)
+
+
+def _in_build_order(manifest: dict) -> dict:
+    """The manifest with its presets and counts in the build's order (manifest.json sorts its
+    keys): presets in the order their first clips come (then any without clips), counts
+    recomputed from the clips; so the card written again has the build's bytes."""
+    order = list(dict.fromkeys(item["preset"] for item in manifest["clips"]))
+    order += [name for name in manifest["presets"] if name not in order]
+    presets = {name: manifest["presets"][name] for name in order}
+    return {**manifest, "presets": presets, "counts": counts(manifest["clips"])}

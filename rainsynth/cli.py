@@ -17,8 +17,8 @@ from rainsynth.errors import RainsynthError
 # subcommand name -> "module:attribute" of its click command
 COMMANDS = {
     "preview": "rainsynth.preview:preview_command",
-    "build": "rainsynth.build:build_command",
-    "card": "rainsynth.build:card_command",
+    "build": "rainsynth.build_cli:build_command",
+    "card": "rainsynth.card:card_command",
     "export": "rainsynth.export:export_command",
     "train": "derain.train:train_command",
     "test": "derain.evaluate:test_command",

@@ -43,6 +43,7 @@ import numpy as np
 
 from rainsynth.composite import PHYSICAL_LAYERS, to_uint8
 from rainsynth.errors import RainsynthError
+from rainsynth.fileio import TEMP_PREFIX, atomic_folder, write_png
 from rainsynth.params import RainParams
 
 LAYERS = ("S", "U", "beta", "A", "alpha", "M")
@@ -65,7 +66,6 @@ ENCODING = {
 }
 """How the files are encoded (recorded in the manifest; a physical preset's splash, lens_alpha and
 lens are encoded as S is, and the text stays as it was so that manifests keep their bytes)."""
-TEMP_PREFIX = ".tmp-"
 CLIP_FILE = "clip.json"
 PARAMS_FILE = "params.json"
 LAYERS_FILE = "layers.npz"
@@ -120,16 +120,6 @@ def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
             entry.compress_type = zipfile.ZIP_DEFLATED
             entry.external_attr = 0o644 << 16
             archive.writestr(entry, buffer.getvalue(), compresslevel=ZIP_LEVEL)
-
-
-def write_png(path: Path, rgb: np.ndarray) -> None:
-    """Write one (H, W, 3) uint8 RGB frame as PNG; OSError (e.g. disk full) names the file."""
-    ok, encoded = cv2.imencode(
-        ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]
-    )
-    if not ok:
-        raise OSError(f"could not encode {path} as PNG")
-    path.write_bytes(encoded.tobytes())
 
 
 def write_json(path: Path, value: object) -> None:
@@ -190,33 +180,16 @@ def write_stored_clip(
     """:func:`write_clip` from the stored forms: ``rain`` (T, H, W, 3) uint8 (``to_uint8`` of
     render's O~) and ``layers`` as :func:`encode_layers` gives them, for a caller that uses them
     too (the build makes the clip's browser previews from them)."""
-    temp = folder.parent / f"{TEMP_PREFIX}{folder.name}-{os.getpid()}"
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with atomic_folder(folder) as temp:
         for kind, frames in (("rain", rain), ("clean", clean)):
-            (temp / kind).mkdir(parents=True)
+            (temp / kind).mkdir()
             for t, frame in enumerate(frames, 1):
-                write_png(temp / kind / f"{t:04d}.png", frame)
+                write_png(temp / kind / f"{t:04d}.png", frame, PNG_COMPRESSION)
         write_npz(temp / LAYERS_FILE, layers)
         if flow is not None:
             write_npz(temp / FLOW_FILE, {"flow": np.asarray(flow, np.float32)})
         write_json(temp / PARAMS_FILE, params.to_dict())
         write_json(temp / CLIP_FILE, dict(info))
-        os.rename(temp, folder)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a file via a temporary sibling renamed into place (never half-written)."""
-    temp = path.parent / f"{TEMP_PREFIX}{path.name}-{os.getpid()}"
-    try:
-        temp.write_bytes(data)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
 
 
 def remove_temp_folders(root: Path) -> list[Path]:

@@ -20,8 +20,9 @@ from pathlib import Path
 import click
 
 from rainsynth.cli import Command
-from rainsynth.dataset import TEMP_PREFIX, DatasetClip, read_dataset
+from rainsynth.dataset import DatasetClip, read_dataset
 from rainsynth.errors import RainsynthError
+from rainsynth.fileio import TEMP_PREFIX, atomic_folder
 
 FORMATS = ("basicsr",)
 META_INFO = "meta_info.txt"
@@ -52,16 +53,11 @@ def export_basicsr(
     clips = read_dataset(root, split=split, preset=preset)
     for stale in out.parent.glob(f"{TEMP_PREFIX}{out.name}-*"):
         shutil.rmtree(stale)
-    temp = out.parent / f"{TEMP_PREFIX}{out.name}-{os.getpid()}"
-    try:
+    with atomic_folder(out) as temp:
         lines = [_export_clip(clip, temp) for clip in clips]
         (temp / META_INFO).write_text("\n".join(lines) + "\n", encoding="utf-8")
         if out.exists():
             out.rmdir()
-        os.rename(temp, out)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
     return lines
 
 

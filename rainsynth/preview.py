@@ -7,11 +7,9 @@ Writes a contact sheet (a row per frame: clean | rain | S | U | beta | alpha), a
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
-import cv2
 import imageio_ffmpeg
 import numpy as np
 
@@ -19,10 +17,13 @@ import rainsynth
 from rainsynth.cli import Command
 from rainsynth.composite import RainClip
 from rainsynth.errors import RainsynthError
+from rainsynth.fileio import atomic_file, draw_label, parse_size, write_png
 from rainsynth.outputs import check_output
 from rainsynth.sources.base import MAX_FRAMES, MAX_SIDE
 
 PANELS = ("clean", "rain", "S", "U", "beta", "alpha")
+LABEL_SCALE = 0.5
+"""Font scale of the contact sheet's labels."""
 
 
 def contact_sheet(clean: np.ndarray, clip: RainClip, frames: int | None = None) -> np.ndarray:
@@ -37,40 +38,24 @@ def contact_sheet(clean: np.ndarray, clip: RainClip, frames: int | None = None) 
     sheet = (np.clip(np.concatenate(rows, axis=0), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     width = clean.shape[2]
     for i, name in enumerate(PANELS):
-        _label(sheet, name, (i * width + 6, 18))
+        draw_label(sheet, name, (i * width + 6, 18), LABEL_SCALE)
     for t in range(count):
-        _label(sheet, f"t={t}", (6, t * clean.shape[1] + clean.shape[1] - 8))
+        draw_label(sheet, f"t={t}", (6, t * clean.shape[1] + clean.shape[1] - 8), LABEL_SCALE)
     return sheet
 
 
-def _label(image: np.ndarray, text: str, origin: tuple[int, int]) -> None:
-    """Write white text with a dark outline, readable on any background (in place)."""
-    for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):
-        cv2.putText(
-            image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, thickness, cv2.LINE_AA
-        )
-
-
-def write_png(path: Path, image: np.ndarray) -> None:
-    """Write an RGB uint8 image as PNG atomically (temporary file, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-        raise RainsynthError(f"could not write {path}")
-    os.replace(tmp, path)
-
-
 def write_mp4(path: Path, frames: np.ndarray, fps: float = 8.0) -> None:
-    """Write (T, H, W, 3) uint8 RGB frames as H.264 MP4 (even sizes; yuv420p plays everywhere)."""
+    """Write (T, H, W, 3) uint8 RGB frames as H.264 MP4 (even sizes; yuv420p plays everywhere),
+    atomically."""
     height, width = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
-    tmp = path.with_name(f".{path.name}.tmp.mp4")
-    writer = imageio_ffmpeg.write_frames(
-        str(tmp), (width, height), fps=fps, quality=8, macro_block_size=1
-    )
-    writer.send(None)
-    for frame in frames:
-        writer.send(np.ascontiguousarray(frame[:height, :width]))
-    writer.close()
-    os.replace(tmp, path)
+    with atomic_file(path) as temp:
+        writer = imageio_ffmpeg.write_frames(
+            str(temp), (width, height), fps=fps, quality=8, macro_block_size=1
+        )
+        writer.send(None)
+        for frame in frames:
+            writer.send(np.ascontiguousarray(frame[:height, :width]))
+        writer.close()
 
 
 def preview_clip(
@@ -94,12 +79,9 @@ def preview_clip(
 
 def _parse_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
     try:
-        height, width = (int(v) for v in value.lower().split("x"))
-        if height < 1 or width < 1:
-            raise ValueError
+        return parse_size(value)
     except ValueError:
         raise click.BadParameter(f"{value!r}: expected HxW, e.g. 256x448") from None
-    return height, width
 
 
 @click.command("preview", cls=Command)

@@ -20,7 +20,7 @@ import numpy as np
 from rainsynth._jit import set_num_threads
 from rainsynth.composite import render
 from rainsynth.errors import ParamError
-from rainsynth.params import Preset, load_preset, sample_params
+from rainsynth.presets import Preset, load_preset, sample_params
 
 LAYOUTS = ("TCHW", "CTHW")
 """Axis orders accepted for torch tensors (numpy clips are always (T, H, W, 3))."""

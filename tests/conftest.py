@@ -1,7 +1,13 @@
 """Shared test set-up."""
 
+from pathlib import Path
+
+import cv2
+import numpy as np
 import pytest
 import torch
+from derain_helpers import make_dataset
+from rainsynth_helpers import SMALL, rainsynth_build
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -20,3 +26,35 @@ def keep_denormals():
     tests that follow an in-process training in any order draw subnormal floats."""
     yield
     torch.set_flush_denormal(False)
+
+
+# rainsynth fixtures
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory) -> Path:
+    """A tiny dataset written with the dataset writer (derain_helpers.make_dataset): train and
+    test, heavy and light, 3 clips each of 4 frames of 48x64, exact flow stored."""
+    return make_dataset(tmp_path_factory.mktemp("data") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def small_build(tmp_path_factory) -> Path:
+    """rainsynth_helpers.SMALL built by `rainsynth build` in a new process, uninterrupted, one
+    worker."""
+    out = tmp_path_factory.mktemp("reference") / "data"
+    rainsynth_build(*SMALL, "--workers", "1", "--quiet", out=out)
+    return out
+
+
+@pytest.fixture
+def frame_folders(tmp_path) -> Path:
+    """A `frames` source: 4 sequences (a, b, c, d) of 6 noise frames, 40x64 PNG."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "frames"
+    for sequence in "abcd":
+        (root / sequence).mkdir(parents=True)
+        for t in range(1, 7):
+            image = rng.integers(0, 256, (40, 64, 3), dtype=np.uint8)
+            cv2.imwrite(str(root / sequence / f"{t:03d}.png"), image)
+    return root

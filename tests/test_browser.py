@@ -16,7 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from rainsynth import browser, dataset
-from rainsynth.build import BuildOptions, build, card_command
+from rainsynth.build import BuildOptions, build
+from rainsynth.card import card_command
 from rainsynth.params import parameter_table
 from rainsynth.preview import PANELS
 

@@ -8,71 +8,27 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from dataclasses import replace
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from rainsynth_helpers import CLIPS, SMALL, clip_folders, hashes, rainsynth_build
 
 import rainsynth
-from rainsynth import build as build_module
 from rainsynth import dataset
-from rainsynth.build import BuildOptions, build, build_command, clip_name, make_plan, unique_names
+from rainsynth.build import BuildOptions, build
+from rainsynth.build_cli import build_command
 from rainsynth.dataset import read_dataset
 
 pytestmark = pytest.mark.slow
 
-# A small built-in build: 6 sequences (some synthetic with exact flow, some video windows),
-# light and heavy: 12 clips of 5 frames, about 0.1 s each.
-SMALL = [
-    "--count", "5", "--split", "4/2", "--frames", "5", "--size", "96x160", "--seed", "3",
-]  # fmt: skip
-CLIPS = 12
-RAINSYNTH = (
-    [shutil.which("rainsynth")]
-    if shutil.which("rainsynth")
-    else [sys.executable, "-c", "from rainsynth.cli import main; main()"]
-)
+FRAMES = ["--source", "frames", "--frames", "3", "--split", "0.75/0.25", "--presets", "heavy"]
 
 
-def rainsynth_build(*args: str, out: Path, wait: bool = True, check: bool = True, **kwargs):
-    """Run `rainsynth build ... --out OUT` in a new process (Popen when not wait)."""
-    command = [*RAINSYNTH, "build", *args, "--out", str(out)]
-    if not wait:
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=240, **kwargs)
-    if check:
-        assert done.returncode == 0, done.stderr
-    return done
-
-
-def hashes(root: Path) -> dict[str, str]:
-    """sha256 of every file under root, by relative path."""
-    return {
-        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(root.rglob("*"))
-        if path.is_file()
-    }
-
-
-def clip_folders(root: Path) -> list[Path]:
-    return sorted(p for p in root.glob("*/*/*") if p.is_dir() and not p.name.startswith("."))
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
-    """The small build, uninterrupted, one worker."""
-    out = tmp_path_factory.mktemp("reference") / "data"
-    rainsynth_build(*SMALL, "--workers", "1", "--quiet", out=out)
-    return out
-
-
-def test_reference_build_is_complete_and_reproducible(reference):
-    manifest = json.loads((reference / "manifest.json").read_text())
+def test_reference_build_is_complete_and_reproducible(small_build):
+    manifest = json.loads((small_build / "manifest.json").read_text())
     assert manifest["generator"] == f"rainsynth {rainsynth.__version__}"
     assert manifest["command"].startswith("rainsynth build --source builtin")
     assert "--seed 3" in manifest["command"] and "--workers" not in manifest["command"]
@@ -82,19 +38,19 @@ def test_reference_build_is_complete_and_reproducible(reference):
     }
     assert [r["clip"] for r in manifest["clips"]] == list(range(CLIPS))
     assert manifest["skipped"] == []
-    card = (reference / "README.md").read_text()
+    card = (small_build / "README.md").read_text()
     assert "| train | light | 4 | 20 |" in card and manifest["command"] in card
     for image in ("preview.png", "parameters.png"):
-        assert cv2.imread(str(reference / image)) is not None
-    clips = read_dataset(reference)
+        assert cv2.imread(str(small_build / image)) is not None
+    clips = read_dataset(small_build)
     assert len(clips) == CLIPS
-    assert {c.path.relative_to(reference).as_posix() for c in clips} == {
+    assert {c.path.relative_to(small_build).as_posix() for c in clips} == {
         f"{r['split']}/{r['preset']}/{r['name']}" for r in manifest["clips"]
     }
     assert any(r["flow"] for r in manifest["clips"]) and not all(
         r["flow"] for r in manifest["clips"]
     )
-    for clip, record in zip(read_dataset(reference), sorted_records(manifest), strict=True):
+    for clip, record in zip(read_dataset(small_build), sorted_records(manifest), strict=True):
         assert (clip.num_frames, clip.height, clip.width) == (5, 96, 160)
         params = clip.params()
         assert params == rainsynth.sample_params(
@@ -115,20 +71,20 @@ def sorted_records(manifest: dict) -> list[dict]:
     return sorted(manifest["clips"], key=lambda r: (r["split"], r["preset"], r["name"]))
 
 
-def test_two_workers_give_the_same_bytes(reference, tmp_path):
+def test_two_workers_give_the_same_bytes(small_build, tmp_path):
     out = tmp_path / "data"
     rainsynth_build(*SMALL, "--workers", "2", "--quiet", out=out)
-    assert hashes(out) == hashes(reference)
+    assert hashes(out) == hashes(small_build)
 
 
-def test_rerunning_a_finished_build_renders_nothing(reference, tmp_path):
+def test_rerunning_a_finished_build_renders_nothing(small_build, tmp_path):
     out = tmp_path / "data"
-    shutil.copytree(reference, out)
+    shutil.copytree(small_build, out)
     times = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     done = rainsynth_build(*SMALL, "--workers", "1", out=out)
     assert f"{CLIPS} clips already built; nothing to render" in done.stderr
     assert "clip/s" not in done.stderr  # no progress bar: no clip was rendered
-    assert hashes(out) == hashes(reference)
+    assert hashes(out) == hashes(small_build)
     assert len(times) >= 13 * CLIPS  # 10 PNGs, layers, params, clip.json (, flow) per clip
     assert all(p.stat().st_mtime_ns == times[p] for p in times)  # nothing rewritten
 
@@ -144,11 +100,11 @@ def kill_when(process: subprocess.Popen, condition, timeout: float = 120) -> Non
     process.wait()
 
 
-def test_killed_builds_resume_to_the_same_bytes(reference, tmp_path):
+def test_killed_builds_resume_to_the_same_bytes(small_build, tmp_path):
     """SIGKILL during the first clip's write, after 1 and 5 clips, and while writing the card;
     a two-worker build killed too; the stale temporary folders go and the bytes end equal."""
     out = tmp_path / "data"
-    expected = hashes(reference)
+    expected = hashes(small_build)
 
     def temp_folder_exists():
         return any(out.glob(f"*/*/{dataset.TEMP_PREFIX}*"))
@@ -183,7 +139,7 @@ def test_killed_builds_resume_to_the_same_bytes(reference, tmp_path):
     assert hashes(out) == expected
 
 
-def test_dask_scheduler_gives_the_same_bytes(reference, tmp_path):
+def test_dask_scheduler_gives_the_same_bytes(small_build, tmp_path):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(
         n_workers=1, threads_per_worker=2, processes=False, protocol="tcp", host="127.0.0.1",
@@ -191,23 +147,7 @@ def test_dask_scheduler_gives_the_same_bytes(reference, tmp_path):
     ) as cluster:  # fmt: skip
         out = tmp_path / "data"
         rainsynth_build(*SMALL, "--scheduler", cluster.scheduler_address, "--quiet", out=out)
-    assert hashes(out) == hashes(reference)
-
-
-@pytest.fixture
-def frame_folders(tmp_path) -> Path:
-    """A `frames` source: 4 sequences of 6 noise frames, 40x64."""
-    rng = np.random.default_rng(0)
-    root = tmp_path / "frames"
-    for sequence in "abcd":
-        (root / sequence).mkdir(parents=True)
-        for t in range(1, 7):
-            image = rng.integers(0, 256, (40, 64, 3), dtype=np.uint8)
-            cv2.imwrite(str(root / sequence / f"{t:03d}.png"), image)
-    return root
-
-
-FRAMES = ["--source", "frames", "--frames", "3", "--split", "0.75/0.25", "--presets", "heavy"]
+    assert hashes(out) == hashes(small_build)
 
 
 def test_unreadable_frame_fails_naming_the_file_or_is_skipped(frame_folders, tmp_path):
@@ -237,78 +177,7 @@ def test_unreadable_frame_fails_naming_the_file_or_is_skipped(frame_folders, tmp
     assert len(read_dataset(out)) == len(manifest["clips"])
 
 
-def test_test_groups_make_the_test_side(frame_folders):
-    options = BuildOptions(source="frames", root=str(frame_folders), frames=3, presets=("dry",))
-    plan, resolved = make_plan(replace(options, test_groups=("c", "a")))
-    sides = {job.ref.key: job.split for job in plan.jobs}
-    assert sides == {
-        f"{g}@{s}": "test" if g in "ac" else "train" for g in "abcd" for s in ("0000", "0003")
-    }
-    assert resolved.split == "4/4" and "--test-groups c,a" in plan.header["command"]
-    assert plan.header["build"] != make_plan(options)[0].header["build"]
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--presets", "light,hail"], "unknown preset 'hail'"),
-        (["--test-groups", "nowhere"], "test group(s) ['nowhere'] are not in the source"),
-        (["--split", "9x1"], "split '9x1'"),
-        (["--split", "500/100"], "there are"),
-        (["--source", "vimeo90k"], "needs a root"),
-        (["--source", "vimeo90k", "--root", "no/such/folder"], "does not exist"),
-        (["--size", "big"], "HEIGHTxWIDTH"),
-    ],
-)
-def test_bad_options_exit_2_with_a_clear_message(args, message, tmp_path):
-    done = rainsynth_build(*args, "--quiet", out=tmp_path / "data", check=False)
-    assert done.returncode == 2
-    assert message in done.stderr
-    assert not (tmp_path / "data" / "manifest.json").exists()
-
-
-def test_out_must_be_new_empty_or_the_same_build(reference, tmp_path):
-    runner = CliRunner()
-    other = tmp_path / "photos"
-    other.mkdir()
-    (other / "holiday.jpg").write_bytes(b"x")
-    result = runner.invoke(build_command, [*SMALL, "--out", str(other), "-q"])
-    assert result.exit_code == 2 and "holiday.jpg, which rainsynth build does not" in result.output
-    assert sorted(p.name for p in other.iterdir()) == ["holiday.jpg"]
-
-    out = tmp_path / "data"
-    shutil.copytree(reference, out)
-    (out / "manifest.json").unlink()  # e.g. the disk filled up while it was written
-    result = runner.invoke(build_command, [*SMALL, "--out", str(out), "-j", "1", "-q"])
-    assert result.exit_code == 0, result.output
-    assert hashes(out) == hashes(reference)
-    result = runner.invoke(build_command, [*SMALL, "--seed", "4", "--out", str(out), "-q"])
-    assert result.exit_code == 2 and "another command" in result.output
-    assert hashes(out) == hashes(reference)
-
-
-def test_recipe_values_and_command_line_overrides(reference, tmp_path):
-    recipe = tmp_path / "small.toml"
-    recipe.write_text(
-        'source = "builtin"\ncount = 5\nsplit = "4/2"\nframes = 5\nsize = [96, 160]\n'
-        'seed = 9\npresets = ["light", "heavy"]\nout = "data"\nquiet = true\n'
-    )
-    result = CliRunner().invoke(build_command, ["--recipe", str(recipe), "--seed", "3", "-j", "1"])
-    assert result.exit_code == 0, result.output
-    assert hashes(tmp_path / "data") == hashes(reference)  # out relative to the recipe
-    recipe.write_text('source = "builtin"\nshade = 3\n')
-    result = CliRunner().invoke(build_command, ["--recipe", str(recipe), "--out", "x"])
-    assert result.exit_code == 2 and "unknown key(s) ['shade']" in result.output
-
-
-@pytest.mark.parametrize("name", ["rainsynall100.toml", "builtin_small.toml"])
-def test_shipped_recipes_are_valid(name):
-    path = Path(__file__).resolve().parents[1] / "datasets" / name
-    ctx = build_command.make_context("build", ["--recipe", str(path), "--out", "x"])
-    assert ctx.params["presets"] == ("light", "heavy") and ctx.params["frames"] == 7
-
-
-def test_disk_full_is_a_clear_error_and_resumes(reference, tmp_path, monkeypatch):
+def test_disk_full_is_a_clear_error_and_resumes(small_build, tmp_path, monkeypatch):
     """ENOSPC while writing the fourth clip: a clear error, no partial clip, a clean resume."""
     out = tmp_path / "data"
     write_npz = dataset.write_npz
@@ -331,41 +200,17 @@ def test_disk_full_is_a_clear_error_and_resumes(reference, tmp_path, monkeypatch
     monkeypatch.setattr(dataset, "write_npz", write_npz)
     manifest = build(_small_options(), out, workers=1, progress=False, echo=lambda _: None)
     assert len(manifest["clips"]) == CLIPS
-    assert hashes(out) == hashes(reference)
+    assert hashes(out) == hashes(small_build)
 
 
 def _small_options() -> BuildOptions:
     return BuildOptions(count=5, split="4/2", frames=5, size=(96, 160), seed=3)
 
 
-def test_clip_names_are_folder_safe_and_unique():
-    assert clip_name("00001/0001") == "00001_0001"
-    assert clip_name("bikes.mp4@0014") == "bikes.mp4@0014"
-    assert clip_name("../x y") == "_x_y"
-    names = unique_names(["a/b", "a_b", "c"])
-    assert len(set(names)) == 3 and names[2] == "c" and names[0].startswith("a_b-")
-
-
-def test_help_teaches_with_examples():
-    result = CliRunner().invoke(build_command, ["--help"])
-    assert result.exit_code == 0
-    assert "Examples:" in result.output and "--source vimeo90k" in result.output
-
-
-def test_progress_bar_counts_clips_per_second(reference, tmp_path):
+def test_progress_bar_counts_clips_per_second(small_build, tmp_path):
     out = tmp_path / "data"
-    shutil.copytree(reference, out)
+    shutil.copytree(small_build, out)
     shutil.rmtree(clip_folders(out)[0])
     done = rainsynth_build(*SMALL, "--workers", "1", out=out)
     assert "clip/s" in done.stderr and f"{CLIPS - 1} clips already built" in done.stderr
-    assert hashes(out) == hashes(reference)
-
-
-def test_a_second_build_into_the_same_folder_is_refused(reference, tmp_path):
-    fcntl = pytest.importorskip("fcntl")
-    out = tmp_path / "data"
-    shutil.copytree(reference, out)
-    with open(out / build_module.LOCK, "a+b") as held:  # a build in progress holds this lock
-        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        result = CliRunner().invoke(build_command, [*SMALL, "--out", str(out), "-j", "1", "-q"])
-    assert result.exit_code == 2 and "another rainsynth build is writing" in result.output
+    assert hashes(out) == hashes(small_build)

@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from derain_helpers import make_dataset
 from torch.utils.data import DataLoader
 
 from derain.config import DataConfig
@@ -28,11 +27,6 @@ from derain.data import (
 from derain.metrics import warp_backward
 from rainsynth.errors import RainsynthError
 from rainsynth.sources import open_source
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return make_dataset(tmp_path_factory.mktemp("data") / "tiny")
 
 
 def test_sampler_covers_each_clip_once_per_epoch_and_is_keyed():

@@ -191,20 +191,6 @@ def test_reader_errors_say_what_exists(tmp_path):
         read_dataset(tmp_path)[0].rain()
 
 
-def test_write_atomic_keeps_the_old_file_on_error(tmp_path, monkeypatch):
-    target = tmp_path / "manifest.json"
-    dataset.write_atomic(target, b"old")
-
-    def broken_replace(src, dst):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr("os.replace", broken_replace)
-    with pytest.raises(OSError):
-        dataset.write_atomic(target, b"new")
-    assert target.read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
-
-
 @pytest.mark.parametrize("shape", [(0, 3), (5,), (2, 3, 4, 3)])
 def test_to_uint8_is_the_rounded_clipped_numpy_expression(shape):
     rng = np.random.default_rng(0)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from derain_helpers import TINY_MODEL, make_dataset
+from derain_helpers import TINY_MODEL
 
 from derain import evaluate
 from derain.checkpoint import save_weights
@@ -18,11 +18,6 @@ from derain.inference import FrameDerainer
 from derain.metrics import psnr_y, ssim_y, temporal_consistency
 from derain.model import build_model
 from rainsynth.dataset import read_dataset
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return make_dataset(tmp_path_factory.mktemp("data") / "tiny", clips=2)
 
 
 @pytest.fixture(scope="module")

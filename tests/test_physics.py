@@ -16,8 +16,9 @@ from rainsynth import physics
 from rainsynth.composite import PHYSICAL_LAYERS
 from rainsynth.drops import Drops, draw_drops, render_drops, streak_columns
 from rainsynth.errors import ParamError
-from rainsynth.params import PHYSICAL_PRESETS, PHYSICAL_SECTIONS, Preset, load_preset
+from rainsynth.params import PHYSICAL_SECTIONS
 from rainsynth.physics import Optics, VisibleRain
+from rainsynth.presets import PHYSICAL_PRESETS, Preset, load_preset
 from rainsynth.rng import stream
 from rainsynth.streaks import splat_streaks
 

@@ -20,7 +20,8 @@ from rainsynth.accumulation_flow import veil_velocity
 from rainsynth.composite import LAYERS
 from rainsynth.dataset import to_uint8
 from rainsynth.errors import ParamError
-from rainsynth.params import SECTIONS, Preset, RainParams, load_preset
+from rainsynth.params import SECTIONS, RainParams
+from rainsynth.presets import Preset, load_preset
 
 
 def photo_clip(num_frames: int = 5, height: int = 96, width: int = 160) -> np.ndarray:

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rainsynth.errors import SourceError
-from rainsynth.sources import SequenceRef, open_source, parse_split, split_sequences
+from rainsynth.sources import SOURCES, SequenceRef, open_source, parse_split, split_sequences
 from rainsynth.sources.base import fit_frame
 from rainsynth.sources.builtin import clip_plan
 from rainsynth.sources.motion import KINDS
@@ -485,3 +485,105 @@ def test_split_follows_the_vimeo_lists():
         split_sequences(refs, "1/4", seed=0)
     fractions = split_sequences(refs, "0.75/0.125", seed=0)
     assert (len(fractions["train"]), len(fractions["test"])) == (12, 2)
+
+
+# --- the contract every source keeps ---------------------------------------------------------
+
+NOISE = np.random.default_rng(7).integers(0, 256, (8, 36, 52, 3), dtype=np.uint8)
+"""Noise frames for the sources written here (36x52: every source resizes them)."""
+
+
+def _builtin_source(tmp_path: Path) -> tuple[None, None]:
+    return None, None  # no files: the frames are rendered from photos inside scikit-image
+
+
+def _vimeo_source(tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path / "vimeo"
+    for name in ("00001/0001", "00002/0001"):
+        folder = root / "sequences" / name
+        folder.mkdir(parents=True)
+        for i in range(1, 8):
+            cv2.imwrite(str(folder / f"im{i}.png"), NOISE[i])
+    (root / "sep_trainlist.txt").write_text("00001/0001\n")
+    (root / "sep_testlist.txt").write_text("00002/0001\n")
+    return root, root / "sequences" / "00002" / "0001" / "im5.png"
+
+
+def _videos_source(tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path / "videos"
+    root.mkdir()
+    write_video(root / "a.mp4", 6, size=(36, 52), noise=40)
+    write_video(root / "b.mkv", 6, size=(36, 52), noise=40)
+    return root, root / "b.mkv"
+
+
+def _frames_source(tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path / "frames"
+    for sequence in ("a", "b"):
+        (root / sequence).mkdir(parents=True)
+        for t in range(6):
+            cv2.imwrite(str(root / sequence / f"{t:04d}.png"), NOISE[t])
+    return root, root / "b" / "0004.png"
+
+
+SOURCE_FILES = {
+    "builtin": _builtin_source,
+    "vimeo90k": _vimeo_source,
+    "videos": _videos_source,
+    "frames": _frames_source,
+}
+"""Each registered source's test input: (root, a file of it to break) for a source name."""
+
+
+def test_every_registered_source_is_under_contract():
+    assert set(SOURCE_FILES) == set(SOURCES)
+
+
+def _read_ends(name: str, root: Path | None) -> tuple[list[SequenceRef], list]:
+    """The refs of source `name` opened with 3 frames of 32x48 and seed 5 (2 builtin synthetic
+    clips), and its first and last clip read."""
+    count = 2 if name == "builtin" else None
+    source = open_source(
+        name, root=root and str(root), frames=3, size=(32, 48), seed=5, count=count
+    )
+    refs = source.sequences()
+    return refs, [source.read(ref) for ref in (refs[0], refs[-1])]
+
+
+@pytest.mark.parametrize("name", sorted(SOURCE_FILES))
+def test_a_source_yields_uint8_clips_of_its_shape_the_same_for_a_seed(name, tmp_path):
+    root, _ = SOURCE_FILES[name](tmp_path)
+    refs, clips = _read_ends(name, root)
+    assert refs and all(ref.source == name for ref in refs)
+    assert len({ref.key for ref in refs}) == len(refs)
+    for clip in clips:
+        assert clip.frames.shape == (3, 32, 48, 3) and clip.frames.dtype == np.uint8
+        assert clip.frames.std() > 0  # real content, not a blank frame
+        assert clip.files and all(isinstance(path, str) for path in clip.files)
+        if clip.flow is not None:
+            assert clip.flow.shape == (2, 32, 48, 2) and clip.flow.dtype == np.float32
+            assert np.isfinite(clip.flow).all()
+    again_refs, again = _read_ends(name, root)
+    assert again_refs == refs
+    for clip, repeat in zip(clips, again, strict=True):
+        np.testing.assert_array_equal(clip.frames, repeat.frames)
+        assert (clip.flow is None) == (repeat.flow is None)
+        if clip.flow is not None:
+            np.testing.assert_array_equal(clip.flow, repeat.flow)
+
+
+@pytest.mark.parametrize("name", sorted(set(SOURCE_FILES) - {"builtin"}))
+def test_a_source_names_the_file_it_cannot_read(name, tmp_path):
+    root, broken = SOURCE_FILES[name](tmp_path)
+    broken.write_bytes(broken.read_bytes()[:100])  # truncated
+    with pytest.raises(SourceError) as error:
+        _read_ends(name, root)
+    assert str(broken) in str(error.value)
+    with pytest.raises(SourceError, match="count applies to the builtin source only"):
+        open_source(name, root=str(root), count=2)
+
+
+def test_the_builtin_source_names_a_clip_it_does_not_have():
+    source = open_source("builtin", frames=3, count=1)
+    with pytest.raises(SourceError, match="nowhere"):
+        source.read(SequenceRef("builtin", "nowhere", "nowhere"))

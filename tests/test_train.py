@@ -16,7 +16,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 from derain_helpers import (
-    make_dataset,
     tiny_config,
     write_toml,
 )
@@ -29,11 +28,6 @@ from derain.model import build_model
 from derain.train import TrainingError, clip_gradients, train, train_command
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return make_dataset(tmp_path_factory.mktemp("data") / "tiny")
 
 
 def _fixed_batch(data: Path) -> dict[str, torch.Tensor]:

@@ -47,7 +47,8 @@ def open_source(
     root: the Vimeo-90K folder, a video file or folder of them, or a folder of frame folders
     (not used by "builtin"). frames: clip length T. stride: frames between window starts.
     size: (H, W) output size, None for native (builtin: 256x448). resize: "crop" or "scale".
-    seed: drives the builtin source's motions. count: number of builtin synthetic clips.
+    seed: drives the builtin source's motions. count: number of builtin synthetic clips (the
+    other sources refuse it: SourceError).
     on_error: "skip" makes the videos source leave out the files whose header cannot be read
     (listed in its ``unreadable``) instead of raising SourceError.
     """
@@ -60,6 +61,8 @@ def open_source(
         return BuiltinSource(options)
     if root is None:
         raise SourceError(f"the {name} source needs a root (a path); none was given")
+    if options.count is not None:
+        raise SourceError("count applies to the builtin source only; use the split to choose")
     if name == "videos":
         return VideoSource(str(root), options, skip_unreadable=on_error == "skip")
     return SOURCES[name](str(root), options)

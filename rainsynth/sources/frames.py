@@ -38,8 +38,6 @@ class FrameFolderSource:
     name = "frames"
 
     def __init__(self, root: str, options: Options) -> None:
-        if options.count is not None:
-            raise SourceError("count applies to the builtin source only; use the split to choose")
         self.root = os.path.abspath(root)
         self.options = options
         self.folders = _sequence_folders(self.root)

@@ -22,6 +22,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from rainsynth.errors import SourceError
+from rainsynth.fileio import VIDEO_EXTENSIONS
 from rainsynth.sources.base import (
     Options,
     Sequence,
@@ -31,7 +32,6 @@ from rainsynth.sources.base import (
     window_starts,
 )
 
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm")
 NO_TIMESTAMP = -(2**63)
 DISCARD = 0x4
 """Packet flag of frames an edit list hides (the decoder drops them)."""
@@ -45,8 +45,6 @@ class VideoSource:
     name = "videos"
 
     def __init__(self, root: str, options: Options, skip_unreadable: bool = False) -> None:
-        if options.count is not None:
-            raise SourceError("count applies to the builtin source only; use the split to choose")
         self.root = os.path.abspath(root)
         self.options = options
         self.clips = VideoClips(self.name, _video_files(self.root), options, skip_unreadable)

@@ -41,8 +41,6 @@ class VimeoSource:
             raise SourceError(
                 f"frames={options.frames} is longer than a Vimeo-90K septuplet ({SEPTUPLET} frames)"
             )
-        if options.count is not None:
-            raise SourceError("count applies to the builtin source only; use the split to choose")
         self.root = os.path.abspath(root)
         self.options = options
         _check_layout(self.root)
