@@ -40,6 +40,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import rainsynth
+from derain.model import ModelConfig, build_model
 from rainsynth.errors import RainsynthError, RunError
 from rainsynth.outputs import follow_umask
 
@@ -159,10 +160,8 @@ _ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, 
              "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}  # fmt: skip
 
 
-def model_config_of(metadata: Mapping[str, str], path: str | Path) -> Any:
+def model_config_of(metadata: Mapping[str, str], path: str | Path) -> ModelConfig:
     """The ModelConfig stored in a weights file's metadata."""
-    from derain.model import ModelConfig
-
     try:
         return ModelConfig.from_dict(json.loads(metadata["model_config"]))
     except (TypeError, ValueError, KeyError) as exc:
@@ -230,22 +229,20 @@ def check_tensors(
 def network_shapes(model_config: str) -> dict[str, tuple[int, ...]]:
     """Name -> shape of the state dict of the network a ModelConfig JSON describes, read from
     the network built on the "meta" device, which allocates nothing."""
-    from derain.model import ModelConfig, build_model
-
     with torch.device("meta"):
         network = build_model(ModelConfig.from_dict(json.loads(model_config)))
     return {key: tuple(value.shape) for key, value in network.state_dict().items()}
 
 
 def load_model(
-    path: str | Path, device: str | torch.device = "cpu", expected_config: Any = None
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    expected_config: ModelConfig | None = None,
 ) -> tuple[torch.nn.Module, dict[str, str]]:
     """Build the network a weights file describes and load it (eval mode): (model, metadata).
 
     expected_config: a ModelConfig the file must hold (CheckpointError listing differences).
     """
-    from derain.model import build_model
-
     tensors, metadata = read_weights(path)
     config = model_config_of(metadata, path)
     if expected_config is not None:

@@ -38,7 +38,7 @@ from derain.metrics import (
     ssim_y,
     temporal_consistency,
 )
-from derain.train import device_option, pick_device
+from derain.runtime import device_option, pick_device
 from rainsynth.cli import Command
 from rainsynth.errors import RainsynthError
 from rainsynth.outputs import check_output

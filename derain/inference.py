@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 import cv2
+import imageio_ffmpeg
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -28,7 +29,7 @@ from derain.checkpoint import load_model, resolve_weights
 from derain.context import frame_context, row_positions
 from derain.model import VideoDerainer
 from derain.padding import InputPadder
-from derain.train import autocast, device_option, pick_device
+from derain.runtime import autocast, device_option, pick_device
 from rainsynth.cli import Command
 from rainsynth.errors import RainsynthError, SourceError
 from rainsynth.outputs import check_output, follow_umask
@@ -172,8 +173,6 @@ def list_frames(folder: Path) -> list[Path]:
 
 def read_video(path: Path) -> tuple[dict, Iterator[np.ndarray]]:
     """(metadata with "fps", "size" (W, H) and "nframes", frames (H, W, 3) uint8 one at a time)."""
-    import imageio_ffmpeg
-
     reader = imageio_ffmpeg.read_frames(str(path))
     try:
         meta = next(reader)
@@ -192,8 +191,6 @@ def read_video(path: Path) -> tuple[dict, Iterator[np.ndarray]]:
 
 
 def _count_video_frames(path: Path) -> int | None:
-    import imageio_ffmpeg
-
     try:
         return imageio_ffmpeg.count_frames_and_secs(str(path))[0]
     except (RuntimeError, OSError):
@@ -207,8 +204,6 @@ def derain_video(
 
     The output is written to a temporary file beside ``target`` and renamed when complete.
     """
-    import imageio_ffmpeg
-
     meta, frames = read_video(source)
     width, height = meta["size"]
     fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
