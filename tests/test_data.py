@@ -1,5 +1,5 @@
 """derain.data: PairedClips as a plain Dataset and as the trainer's keyed one (pinned to the
-documented key streams), keyed order (resume, DDP shares), augmentations that keep the flow right."""
+documented key streams), source and online clips, collate."""
 
 from __future__ import annotations
 
@@ -10,150 +10,17 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from derain_helpers import make_dataset
 from torch.utils.data import DataLoader
 
 from derain.config import DataConfig
-from derain.context import CONTEXT_SIZE, frame_context
-from derain.data import (
-    Augment,
-    KeyedBatchSampler,
-    OnlineRainClips,
-    PairedClips,
-    SampleKey,
-    augment_clip,
-    collate,
-    training_dataset,
-)
-from derain.metrics import warp_backward
+from derain.context import CONTEXT_SIZE
+from derain.data import OnlineRainClips, PairedClips, collate, training_dataset
+from derain.keyed import Augment, KeyedBatchSampler, SampleKey
 from rainsynth.errors import RainsynthError
-from rainsynth.sources import open_source
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return make_dataset(tmp_path_factory.mktemp("data") / "tiny")
-
-
-def test_sampler_covers_each_clip_once_per_epoch_and_is_keyed():
-    sampler = KeyedBatchSampler(n=7, batch_size=3, seed=5, start=0, stop=14)
-    keys = [k for batch in sampler for k in batch]
-    for epoch in range(5):
-        in_epoch = [k.index for k in keys if k.epoch == epoch]
-        assert sorted(in_epoch) == list(range(7))
-    assert [k.position for k in keys] == list(range(42))
-    assert keys[:7] != sorted(keys[:7], key=lambda k: k.index)  # shuffled
-    other = KeyedBatchSampler(n=7, batch_size=3, seed=6, start=0, stop=14)
-    assert [k.index for b in other for k in b] != [k.index for k in keys]
-
-
-def test_sampler_resumed_at_an_iteration_gives_the_same_batches():
-    full = list(KeyedBatchSampler(n=5, batch_size=2, seed=0, start=0, stop=12))
-    resumed = list(KeyedBatchSampler(n=5, batch_size=2, seed=0, start=7, stop=12))
-    assert resumed == full[7:]
-
-
-def test_ddp_ranks_split_the_global_batch_without_overlap():
-    single = KeyedBatchSampler(n=9, batch_size=4, seed=1, start=0, stop=6)
-    ranks = [KeyedBatchSampler(9, 2, 1, 0, 6, rank=r, world=2) for r in range(2)]
-    for iteration, batch in enumerate(single):
-        shares = [s.keys(iteration) for s in ranks]
-        assert shares[0] + shares[1] == batch
-        assert not {k.position for k in shares[0]} & {k.position for k in shares[1]}
-
-
-def _clip_with_flow(frames: int = 4):
-    seq = open_source("builtin", frames=frames, size=(64, 96), seed=0, count=1).read(
-        open_source("builtin", frames=frames, size=(64, 96), seed=0, count=1).sequences()[0]
-    )
-    assert seq.flow is not None
-    return {"clean": seq.frames.astype(np.float32) / 255}, seq.flow
-
-
-def _warp_error(arrays: dict, flow: np.ndarray) -> float:
-    """Mean |warp(B_{t-1}, flow) - B_t| over in-frame pixels (small when the flow is right)."""
-    errors = []
-    for t in range(1, len(arrays["clean"])):
-        warped, valid = warp_backward(arrays["clean"][t - 1], flow[t - 1])
-        errors.append(np.abs(warped - arrays["clean"][t])[valid].mean())
-    return float(np.mean(errors))
-
-
-@pytest.mark.parametrize("flip", ["hflip", "vflip"])
-def test_flips_and_crops_keep_the_flow_consistent_with_the_frames(flip):
-    arrays, flow = _clip_with_flow()
-    zero = _warp_error(arrays, np.zeros_like(flow))
-    assert _warp_error(arrays, flow) < 0.2 * zero  # the source's flow is right to begin with
-    augment = Augment(hflip=flip == "hflip", vflip=flip == "vflip")
-    for seed in range(6):  # random crops, flipped or not: the flow still fits the frames
-        rng = np.random.default_rng(seed)
-        out, out_flow = augment_clip(arrays, flow, (48, 64), augment, rng, False)
-        assert out["clean"].shape == (4, 48, 64, 3) and out_flow.shape == (3, 48, 64, 2)
-        assert _warp_error(out, out_flow) < 0.2 * zero
-    flipped = []
-    for seed in range(16):  # crop None: the whole frame
-        out, out_flow = augment_clip(
-            arrays, flow, None, augment, np.random.default_rng(seed), False
-        )
-        if not np.array_equal(out["clean"], arrays["clean"]):
-            flipped.append((out, out_flow))
-    assert 0 < len(flipped) < 16  # flips happen about half of the time
-    out, out_flow = flipped[0]
-    axis = 2 if flip == "hflip" else 1
-    np.testing.assert_array_equal(out["clean"], np.flip(arrays["clean"], axis))
-    sign = np.array([-1.0, 1.0] if flip == "hflip" else [1.0, -1.0], np.float32)
-    good, wrong = _warp_error(out, out_flow), _warp_error(out, out_flow * sign)
-    assert good < 0.2 * zero and wrong > 2 * good  # a flip that forgot to negate would fail
-
-
-@pytest.mark.parametrize("reverse", [False, True])
-def test_context_is_the_whole_frames_averaged_down_and_follows_flips_and_reversal(reverse):
-    rng = np.random.default_rng(3)
-    arrays = {
-        "rain": rng.random((3, 40, 56, 3), np.float32),
-        "clean": rng.random((3, 40, 56, 3), np.float32),
-    }
-    flips = Augment(hflip=True, context=True)
-    for seed in range(4):  # the whole frame as the crop: the context must be the output's own
-        out, _ = augment_clip(arrays, None, None, flips, np.random.default_rng(seed), reverse)
-        frames = torch.from_numpy(np.ascontiguousarray(out["rain"])).permute(0, 3, 1, 2)
-        expected = frame_context(frames).permute(0, 2, 3, 1).numpy()
-        np.testing.assert_allclose(out["rain_context"], expected, atol=1e-6)
-        cropped, _ = augment_clip(
-            arrays, None, (16, 24), flips, np.random.default_rng(seed), reverse
-        )
-        assert cropped["rain"].shape[1:3] == (16, 24)
-        assert cropped["rain_context"].shape == (3, CONTEXT_SIZE, CONTEXT_SIZE, 3)
-    unflipped, _ = augment_clip(arrays, None, (16, 24), Augment(context=True), rng, reverse)
-    frames = np.ascontiguousarray(arrays["rain"][::-1] if reverse else arrays["rain"])
-    expected = frame_context(torch.from_numpy(frames).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-    np.testing.assert_allclose(
-        unflipped["rain_context"], expected.numpy(), atol=1e-6
-    )  # not the crop's
-
-
-@pytest.mark.parametrize("vflip", [False, True])
-def test_rows_give_each_crop_row_its_position_in_the_frame_as_flipped(vflip):
-    rng = np.random.default_rng(4)
-    height = 40
-    # frames whose every pixel holds its own row index: the crop shows which rows it took
-    rows = np.arange(height, dtype=np.float32)[None, :, None, None]
-    arrays = {"clean": np.broadcast_to(rows, (3, height, 56, 3)).copy()}
-    for seed in range(6):
-        augment = Augment(hflip=True, vflip=vflip, rows=True)
-        rng = np.random.default_rng(seed)
-        out, _ = augment_clip(arrays, None, (16, 24), augment, rng, seed % 2 == 1)
-        assert out["rows"].shape == (3, 16, 1, 1)
-        taken = out["clean"][0, :, 0, 0]  # frame rows, top to bottom of the crop as it is now
-        expected = (height - 1 - taken) if vflip and taken[0] > taken[1] else taken
-        np.testing.assert_allclose(out["rows"][0, :, 0, 0], expected / (height - 1), atol=1e-6)
-        assert (out["rows"] == out["rows"][:1]).all()  # the same window in every frame
-    without, _ = augment_clip(arrays, None, (16, 24), Augment(), rng, False)
-    assert "rows" not in without
 
 
 def _stream(seed: int, key: int, tag: str) -> np.random.Generator:
-    """A draw's stream as the module docstring of derain.data documents it."""
+    """A draw's stream as the module docstring of derain.keyed documents it."""
     return np.random.default_rng([seed, key, zlib.crc32(tag.encode())])
 
 
@@ -225,10 +92,10 @@ def _assert_equal_samples(got: dict, expected: dict) -> None:
         assert torch.equal(got[name], expected[name]), name
 
 
-def test_the_trainer_gets_exactly_the_samples_of_the_documented_key_streams(dataset):
+def test_the_trainer_gets_exactly_the_samples_of_the_documented_key_streams(tiny_dataset):
     seed, frames, crop = 7, 3, (32, 40)
-    folders = sorted(path.parent for path in dataset.glob("train/*/*/clip.json"))
-    config = DataConfig(datasets=(str(dataset),), frames=frames, crop=crop, vflip=True)
+    folders = sorted(path.parent for path in tiny_dataset.glob("train/*/*/clip.json"))
+    config = DataConfig(datasets=(str(tiny_dataset),), frames=frames, crop=crop, vflip=True)
     clips = training_dataset(config, seed)
     assert isinstance(clips, PairedClips) and clips.num_clips == len(folders) == 6
     sampler = KeyedBatchSampler(clips.num_clips, 2, seed, 0, 7)
@@ -244,9 +111,9 @@ def test_the_trainer_gets_exactly_the_samples_of_the_documented_key_streams(data
     assert len(draws) == 6  # every flip and the reversal both drawn and not among these keys
 
 
-def test_int_indices_are_windows_with_a_keyed_crop(dataset):
-    folders = sorted(path.parent for path in dataset.glob("train/*/*/clip.json"))
-    clips = PairedClips(dataset, frames=3, crop=(32, 40), stride=1, seed=2)  # 2 windows a clip
+def test_int_indices_are_windows_with_a_keyed_crop(tiny_dataset):
+    folders = sorted(path.parent for path in tiny_dataset.glob("train/*/*/clip.json"))
+    clips = PairedClips(tiny_dataset, frames=3, crop=(32, 40), stride=1, seed=2)  # 2 windows a clip
     assert len(clips) == 2 * len(folders) and clips.num_clips == len(folders)
     for i in (0, 1, 5, len(clips) - 1):
         key = SampleKey(i // 2, 0, i, 0)
@@ -265,14 +132,14 @@ def test_int_indices_are_windows_with_a_keyed_crop(dataset):
     assert torch.equal(clips[-1]["rain"], clips[len(clips) - 1]["rain"])
     with pytest.raises(IndexError):
         clips[len(clips)]
-    assert len(PairedClips(dataset, frames=3)) == 6  # stride = frames: one window of 4 frames
-    whole = PairedClips(dataset, frames=4, flow=False)[0]
+    assert len(PairedClips(tiny_dataset, frames=3)) == 6  # stride = frames: one window of 4 frames
+    whole = PairedClips(tiny_dataset, frames=4, flow=False)[0]
     assert whole["clean"].shape == (4, 3, 48, 64) and "flow" not in whole
 
 
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
-def test_the_default_dataloader_batches_it_with_two_workers(dataset):
-    clips = PairedClips(dataset, frames=3, crop=(32, 40), stride=1)
+def test_the_default_dataloader_batches_it_with_two_workers(tiny_dataset):
+    clips = PairedClips(tiny_dataset, frames=3, crop=(32, 40), stride=1)
     loader = DataLoader(clips, batch_size=4, num_workers=2, timeout=120)
     batches = list(loader)
     assert [b["rain"].shape for b in batches] == [(4, 3, 3, 32, 40)] * 3
@@ -281,10 +148,10 @@ def test_the_default_dataloader_batches_it_with_two_workers(dataset):
             assert all(torch.equal(batch[name][k], v) for name, v in clips[4 * i + k].items())
     # train (with flow) and test (without) mixed: by default no sample has flow, so the default
     # collate batches them; flow=True gives the flow where known, batched by derain.data.collate
-    mixed = PairedClips(dataset, frames=3, crop=(32, 40), split=None)
+    mixed = PairedClips(tiny_dataset, frames=3, crop=(32, 40), split=None)
     assert not any("flow" in mixed[i] for i in range(len(mixed)))
     assert next(iter(DataLoader(mixed, batch_size=len(mixed))))["clean"].shape[0] == 12
-    known = PairedClips(dataset, frames=3, crop=(32, 40), split=None, flow=True)
+    known = PairedClips(tiny_dataset, frames=3, crop=(32, 40), split=None, flow=True)
     batch = next(iter(DataLoader(known, batch_size=len(known), collate_fn=collate)))
     assert batch["flow_valid"].tolist() == [c.split == "train" for c in known.clips]
 
@@ -310,66 +177,49 @@ def test_a_paired_folder_gives_rain_and_clean_only(tmp_path):
         PairedClips(tmp_path, frames=2, crop=(32, 32))[0]
 
 
-def test_cached_clips_give_the_same_samples_as_read_from_disk(dataset):
+def test_cached_clips_give_the_same_samples_as_read_from_disk(tiny_dataset):
     keys = [SampleKey(i % 6, i // 6, i, i // 2) for i in range(14)]  # over two epochs
     flips = Augment(hflip=True, reverse=True)
-    plain = PairedClips(dataset, 3, (32, 40), augment=flips)
-    cached = PairedClips(dataset, 3, (32, 40), augment=flips, cache=True)
+    plain = PairedClips(tiny_dataset, 3, (32, 40), augment=flips)
+    cached = PairedClips(tiny_dataset, 3, (32, 40), augment=flips, cache=True)
     for key in [*keys, 0, 5]:
         a, b = plain[key], cached[key]
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert sorted(cached.cache) == list(range(6))  # every clip read once, then held
 
 
-def test_reversal_drops_the_flow_and_collate_marks_which_samples_have_flow():
-    arrays, flow = _clip_with_flow()
-    out, out_flow = augment_clip(arrays, flow, (32, 32), Augment(), np.random.default_rng(0), True)
-    assert out_flow is None
-    cropped, _ = augment_clip(arrays, flow, (32, 32), Augment(), np.random.default_rng(0), False)
-    np.testing.assert_array_equal(out["clean"], cropped["clean"][::-1])
-    with_flow = {"clean": torch.zeros(4, 3, 8, 8), "flow": torch.ones(3, 2, 8, 8)}
-    without = {"clean": torch.ones(4, 3, 8, 8)}
-    assert set(collate([without, without])) == {"clean"}
-    both = collate([with_flow, with_flow])
-    assert set(both) == {"clean", "flow", "flow_valid"} and both["flow_valid"].all()
-    mixed = collate([without, with_flow])
-    assert mixed["clean"].shape == (2, 4, 3, 8, 8) and mixed["flow"].shape == (2, 3, 2, 8, 8)
-    assert mixed["flow_valid"].tolist() == [False, True]
-    assert not mixed["flow"][0].any() and mixed["flow"][1].eq(1).all()
-
-
-def test_context_is_added_only_when_asked_and_leaves_the_rest_alone(dataset):
+def test_context_is_added_only_when_asked_and_leaves_the_rest_alone(tiny_dataset):
     key = SampleKey(index=2, epoch=0, position=2, iteration=1)
-    sample = PairedClips(dataset, 3, (32, 40))[key]
-    rest = PairedClips(dataset, 3, (32, 40), augment=Augment(context=True))[key]
+    sample = PairedClips(tiny_dataset, 3, (32, 40))[key]
+    rest = PairedClips(tiny_dataset, 3, (32, 40), augment=Augment(context=True))[key]
     assert tuple(rest.pop("rain_context").shape) == (3, 3, CONTEXT_SIZE, CONTEXT_SIZE)
     assert rest.keys() == sample.keys() and all(torch.equal(rest[k], sample[k]) for k in sample)
 
 
-def test_dataset_presets_filter_and_errors(dataset):
-    heavy = PairedClips(dataset, 3, presets=("heavy",))
+def test_dataset_presets_filter_and_errors(tiny_dataset):
+    heavy = PairedClips(tiny_dataset, 3, presets=("heavy",))
     assert len(heavy) == 3 and all(c.preset == "heavy" for c in heavy.clips)
     with pytest.raises(RainsynthError, match="smaller than the crop"):
-        PairedClips(dataset, 3, (64, 64))
+        PairedClips(tiny_dataset, 3, (64, 64))
     with pytest.raises(RainsynthError, match="fewer than frames"):
-        PairedClips(dataset, 9)
+        PairedClips(tiny_dataset, 9)
     with pytest.raises(RainsynthError, match="no train clips"):
-        PairedClips(dataset, 3, presets=("streaks",))
+        PairedClips(tiny_dataset, 3, presets=("streaks",))
     with pytest.raises(
         RainsynthError, match="frames and stride must be integers >= 1; got 3 and 0"
     ):
-        PairedClips(dataset, 3, stride=0)
+        PairedClips(tiny_dataset, 3, stride=0)
 
 
-def test_clean_only_and_flow_only_clips_for_flow_pretraining(dataset):
-    everything = PairedClips(dataset, 3)
-    clean = PairedClips(dataset, 3, clean_only=True, flow_only=True)
+def test_clean_only_and_flow_only_clips_for_flow_pretraining(tiny_dataset):
+    everything = PairedClips(tiny_dataset, 3)
+    clean = PairedClips(tiny_dataset, 3, clean_only=True, flow_only=True)
     assert len(clean) == len(everything) and all(c.has_flow for c in clean.clips)
     assert set(clean[0]) == {"clean", "flow"}
     assert torch.equal(clean[0]["clean"], everything[0]["clean"])
-    assert not any(c.has_flow for c in PairedClips(dataset, 3, split="test").clips)
+    assert not any(c.has_flow for c in PairedClips(tiny_dataset, 3, split="test").clips)
     with pytest.raises(RainsynthError, match="no test clips .* with flow"):
-        PairedClips(dataset, 3, split="test", flow_only=True)
+        PairedClips(tiny_dataset, 3, split="test", flow_only=True)
 
 
 def test_online_rain_is_deterministic_and_new_every_epoch():
