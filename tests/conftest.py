@@ -16,7 +16,7 @@ def one_torch_thread():
 
 @pytest.fixture(autouse=True)
 def keep_denormals():
-    """`rainsynth train` flushes denormals for the whole process (derain.train.flush_denormals);
+    """`rainsynth train` flushes denormals for the whole process (derain.runtime.flush_denormals);
     tests that follow an in-process training in any order draw subnormal floats."""
     yield
     torch.set_flush_denormal(False)
