@@ -56,11 +56,12 @@ class CheckpointError(RunError):
     """A weights or state file is malformed or does not match the network."""
 
 
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
-    """Call ``write(temp_path)``, fsync, then rename to ``path`` (same folder): all or nothing."""
+def atomic_write(path: str | Path, write: Callable[[str], None], suffix: str = ".tmp") -> Path:
+    """Call ``write(temp_path)``, fsync, then rename to ``path`` (same folder): all or nothing.
+    The temporary file's name ends in ``suffix`` (a video writer reads its format there)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         write(temp)
@@ -172,10 +173,9 @@ def model_config_of(metadata: Mapping[str, str], path: str | Path) -> ModelConfi
 
 def check_config(stored: Mapping[str, Any], expected: Mapping[str, Any], path: str | Path) -> None:
     """Raise CheckpointError listing every model-config field where file and expectation differ."""
-    keys = sorted(set(stored) | set(expected))
     diffs = [
         f"{k}: file {stored.get(k, '<absent>')!r}, expected {expected.get(k, '<absent>')!r}"
-        for k in keys
+        for k in sorted(set(stored) | set(expected))
         if stored.get(k, "<absent>") != expected.get(k, "<absent>")
     ]
     if diffs:
@@ -321,14 +321,9 @@ def checkpoint_paths(folder: str | Path, iteration: int) -> tuple[Path, Path]:
 def list_checkpoints(folder: str | Path) -> list[int]:
     """Iterations of the complete (weights and state present) checkpoints, ascending."""
     folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    found = []
-    for entry in folder.iterdir():
-        match = _CHECKPOINT.fullmatch(entry.name)
-        if match and checkpoint_paths(folder, int(match.group(1)))[1].is_file():
-            found.append(int(match.group(1)))
-    return sorted(found)
+    matches = (_CHECKPOINT.fullmatch(p.name) for p in folder.iterdir()) if folder.is_dir() else ()
+    found = [int(match.group(1)) for match in matches if match]
+    return sorted(i for i in found if checkpoint_paths(folder, i)[1].is_file())
 
 
 def latest_checkpoint(folder: str | Path) -> int | None:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from derain.checkpoint import load_model, resolve_weights
+from derain.checkpoint import atomic_write, load_model, resolve_weights
 from derain.context import frame_context, row_positions
 from derain.model import VideoDerainer
 from derain.padding import InputPadder
@@ -206,33 +206,31 @@ def derain_video(
     """
     meta, frames = read_video(source)
     width, height = meta["size"]
-    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
     even = width % 2 == 0 and height % 2 == 0
-    writer = imageio_ffmpeg.write_frames(
-        temp,
-        (width, height),
-        fps=meta["fps"],
-        quality=quality,
-        macro_block_size=1,
-        pix_fmt_out="yuv420p" if even else "yuv444p",
-    )
     count = 0
-    try:
-        writer.send(None)
-        bar = tqdm(frames, total=_count_video_frames(source), disable=not progress, unit="frame")
-        for frame in bar:
-            writer.send(to_uint8(derainer(frame)).tobytes())
-            count += 1
-        writer.close()
+
+    def write(temp: str) -> None:
+        nonlocal count
+        writer = imageio_ffmpeg.write_frames(
+            temp,
+            (width, height),
+            fps=meta["fps"],
+            quality=quality,
+            macro_block_size=1,
+            pix_fmt_out="yuv420p" if even else "yuv444p",
+        )
+        try:
+            writer.send(None)
+            total = _count_video_frames(source)
+            for frame in tqdm(frames, total=total, disable=not progress, unit="frame"):
+                writer.send(to_uint8(derainer(frame)).tobytes())
+                count += 1
+        finally:
+            writer.close()
         if count == 0:
             raise SourceError(f"video {source} has no frames")
-        follow_umask(temp)
-        os.replace(temp, target)
-    finally:
-        writer.close()
-        if os.path.exists(temp):
-            os.unlink(temp)
+
+    atomic_write(target, write, suffix=target.suffix)
     return count
 
 
