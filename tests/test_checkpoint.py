@@ -194,14 +194,14 @@ def test_weights_resolution(tmp_path, tiny_model):
 
 
 def test_bundled_weights_fit_the_network_and_run():
-    """The shipped tiny_model is the network of the committed recipe, loads strictly into it and
+    """The shipped model is the network of the committed recipe, loads strictly into it and
     gives a finite clean clip."""
-    tiny_model, metadata = load_model(resolve_weights(None))
+    model, metadata = load_model(resolve_weights(None))
     recipe = TrainConfig.load(REPO / "derain" / "configs" / "bundled.toml")
-    assert tiny_model.config == recipe.model and metadata["format"]
+    assert model.config == recipe.model and metadata["format"]
     rain = torch.rand(1, 2, 3, 32, 48, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        clean = tiny_model(rain)["B"]
+        clean = model(rain)["B"]
     assert clean.shape == rain.shape and torch.isfinite(clean).all()
 
 

@@ -173,7 +173,7 @@ _PEAK_RSS = textwrap.dedent(
 )
 
 
-def _peak_rss_mb(video: Path, out: Path, tiny_weights: Path) -> float:
+def _peak_rss_mb(video: Path, out: Path, weights: Path) -> float:
     """Peak resident memory of `rainsynth derain` (after imports) in a fresh process, MB."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     args = [
@@ -181,7 +181,7 @@ def _peak_rss_mb(video: Path, out: Path, tiny_weights: Path) -> float:
         "-o",
         str(out),
         "--weights",
-        str(tiny_weights),
+        str(weights),
         "--device",
         "cpu",
         "--no-progress",
