@@ -235,9 +235,7 @@ def network_shapes(model_config: str) -> dict[str, tuple[int, ...]]:
 
 
 def load_model(
-    path: str | Path,
-    device: str | torch.device = "cpu",
-    expected_config: ModelConfig | None = None,
+    path: str | Path, device: str | torch.device = "cpu", expected_config: ModelConfig | None = None
 ) -> tuple[torch.nn.Module, dict[str, str]]:
     """Build the network a weights file describes and load it (eval mode): (model, metadata).
 

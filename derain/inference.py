@@ -258,11 +258,7 @@ def derain_folder(
                     f"frame {path} is {image.shape[1]}x{image.shape[0]}, but {files[0].name} is "
                     f"{size[1]}x{size[0]}: the frames of a folder must have one size"
                 )
-            clean = to_uint8(derainer(image))
-            if not cv2.imwrite(
-                str(temp / f"{path.stem}.png"), cv2.cvtColor(clean, cv2.COLOR_RGB2BGR)
-            ):
-                raise OSError(f"could not write {temp / path.name}")
+            write_png(temp / f"{path.stem}.png", to_uint8(derainer(image)))
         if target.exists():
             target.rmdir()
         follow_umask(temp)
@@ -278,6 +274,12 @@ def derain_folder(
 def to_uint8(frame: np.ndarray) -> np.ndarray:
     """float in [0, 1] -> uint8, rounded to nearest."""
     return np.rint(np.clip(frame, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def write_png(path: Path, frame: np.ndarray) -> None:
+    """Write an RGB frame (H, W, 3) uint8 as PNG; OSError when it cannot be written."""
+    if not cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
 
 
 _EPILOG = """\b
