@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -273,6 +274,12 @@ def apply_override(data: dict, item: str) -> None:
     except ConfigError:
         value = text.strip()
     data.setdefault(section, {})[key] = value
+
+
+def command_overrides(overrides: Iterable[str], given: dict[str, Any]) -> list[str]:
+    """``--set`` overrides, then one for each option given on the command line ("section.key"
+    -> its value; None: not given)."""
+    return [*overrides, *(f"{k}={json.dumps(v)}" for k, v in given.items() if v is not None)]
 
 
 def _toml_value(value: Any) -> str:

@@ -25,14 +25,13 @@ The result, OUT/flow.safetensors, initialises a training run: ``[run] flow_init 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 import torch
 
 from derain.checkpoint import FLOW_FORMAT
-from derain.config import ConfigError, TrainConfig
+from derain.config import ConfigError, TrainConfig, command_overrides
 from derain.data import Augment, KeyedClips, SourceClips, config_clips
 from derain.loop import Recipe, run_training
 from derain.losses import flow_loss_photometric, flow_loss_supervised
@@ -205,10 +204,8 @@ def pretrain_flow_command(
 
     Writes OUT/flow.safetensors; point a training config's [run] flow_init at it.
     """
-    extra = list(overrides)
-    extra += [f"optim.iterations={iterations}"] if iterations is not None else []
-    extra += [f"run.device={json.dumps(device)}"] if device is not None else []
-    config = TrainConfig.load(config_path, extra)
+    given = {"optim.iterations": iterations, "run.device": device}
+    config = TrainConfig.load(config_path, command_overrides(overrides, given))
     final = pretrain_flow(
         config, out, mode=mode, clips=clips, resume=resume, progress=progress and not quiet
     )

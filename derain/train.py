@@ -15,7 +15,6 @@ slice of every keyed global batch of K * batch_size clips.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from derain.checkpoint import (
     model_config_of,
     read_weights,
 )
-from derain.config import ConfigError, TrainConfig
+from derain.config import ConfigError, TrainConfig, command_overrides
 from derain.data import KeyedClips, PairedClips, training_dataset
 from derain.evaluate import score_dataset
 from derain.loop import Recipe, run_training
@@ -182,11 +181,8 @@ def train_command(
     [run] checkpoint_every iterations, a CSV log, and the final weights RUN/model.safetensors,
     which `rainsynth test --weights` and `rainsynth derain --weights` take.
     """
-    extra = list(overrides)
-    extra += [f"run.out={json.dumps(out)}"] if out is not None else []
-    extra += [f"optim.iterations={iterations}"] if iterations is not None else []
-    extra += [f'run.device="{device}"'] if device is not None else []
-    config = TrainConfig.load(config_path, extra)
+    given = {"run.out": out, "optim.iterations": iterations, "run.device": device}
+    config = TrainConfig.load(config_path, command_overrides(overrides, given))
     final = train(config, resume=resume, progress=progress and not quiet)
     if Distributed.from_env().main and not quiet:
         click.echo(f"wrote {final}")
