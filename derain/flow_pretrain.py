@@ -43,18 +43,6 @@ MODES = ("supervised", "photometric", "both")
 CLIPS = ("source", "datasets")
 
 
-def flow_dataset(config: TrainConfig, clips: str, flow_only: bool = False) -> KeyedClips:
-    """Clean clips (with flow where known) for flow pretraining; no temporal reversal.
-
-    flow_only: only clips with exact flow (of the builtin source, its synthetic clips).
-    """
-    data = config.data
-    augment = Augment(data.hflip, data.vflip, reverse=False)
-    if clips == "source":
-        return SourceClips.of(data, config.run.seed, augment, synthetic_only=flow_only)
-    return config_clips(data, config.run.seed, augment, clean_only=True, flow_only=flow_only)
-
-
 def flow_terms(
     flownet: torch.nn.Module, batch: dict[str, torch.Tensor], mode: str
 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -112,11 +100,16 @@ class FlowRecipe(Recipe):
         return flownet
 
     def dataset(self) -> KeyedClips:
+        """Clean clips (with flow where known), no temporal reversal; with a supervised term
+        only clips with exact flow (of the builtin source, its synthetic clips) from the
+        source, and with "supervised" alone only the datasets' clips whose flow they store."""
+        data, seed = self.config.data, self.config.run.seed
+        augment = Augment(data.hflip, data.vflip, reverse=False)
         if self.clips == "source":
-            exact = self.mode != "photometric" and self.config.data.online_source == "builtin"
-        else:
-            exact = self.mode == "supervised"
-        return flow_dataset(self.config, self.clips, flow_only=exact)
+            exact = self.mode != "photometric" and data.online_source == "builtin"
+            return SourceClips.of(data, seed, augment, synthetic_only=exact)
+        exact = self.mode == "supervised"
+        return config_clips(data, seed, augment, clean_only=True, flow_only=exact)
 
     def loss(self, model, batch):
         return flow_terms(model, batch, self.mode)

@@ -11,7 +11,7 @@ from derain_helpers import tiny_config
 from derain.checkpoint import CheckpointError, read_weights
 from derain.config import TrainConfig
 from derain.data import SampleKey, collate
-from derain.flow_pretrain import flow_dataset, flow_terms, pretrain_flow
+from derain.flow_pretrain import FlowRecipe, flow_terms, pretrain_flow
 from derain.model import build_flownet, build_model
 from derain.train import load_flow_init, train
 
@@ -29,7 +29,7 @@ def test_flow_pretraining_lowers_the_error_and_initialises_training(tiny_dataset
             run={"checkpoint_every": 40, "log_every": 10},
         )
     )
-    dataset_ = flow_dataset(config, "source", flow_only=True)
+    dataset_ = FlowRecipe(config, "supervised", "source").dataset()
     batch = collate([dataset_[SampleKey(i, 0, i, 0)] for i in range(4)])
     torch.manual_seed(config.run.seed)
     before = flow_terms(build_flownet(config.model), batch, "supervised")[1]["epe"]
