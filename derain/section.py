@@ -9,9 +9,11 @@ value: ``[data] frames must be an integer >= 2, got 1``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, TypeVar
 
 from rainsynth.errors import RainsynthError
+
+S = TypeVar("S", bound="Section")
 
 
 class ConfigError(RainsynthError):
@@ -37,10 +39,12 @@ class Section:
         return {k: plain(v) for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], base: Section | None = None, also: str = ""):
+    def from_dict(cls: type[S], values: dict[str, Any], base: S | None = None, also: str = "") -> S:
         """Build from plain values, each matched to its field's type (lists become tuples);
         fields not given keep ``base``'s values (default: the field defaults). ``also``: a key
         the caller reads itself, named among the allowed ones."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{cls.section()}] must be a table, got {values!r}")
         fields = {f.name: f for f in dataclasses.fields(cls)}
         checked = {}
         for key, value in values.items():

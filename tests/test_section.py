@@ -44,6 +44,8 @@ def test_unknown_keys_and_wrong_types_are_named_and_dicts_round_trip(name):
     key = next(f for f in kind().to_dict() if f != "base_channels") if name != "data" else "split"
     with pytest.raises(ConfigError, match=rf"\[{name}\] {key} must be "):
         kind.from_dict({**_values(name), key: object()})
+    with pytest.raises(ConfigError, match=rf"^\[{name}\] must be a table, got \[1\]$"):
+        kind.from_dict([1])
     section = kind.from_dict(_values(name))
     assert kind.from_dict(section.to_dict()) == section
     assert all(not isinstance(v, tuple) for v in section.to_dict().values())
