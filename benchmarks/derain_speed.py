@@ -10,7 +10,7 @@ configures and randomly initialised weights (speed does not depend on their valu
 prints the ratio to the paper's 0.90 s per 832x512 frame (a 2019 GPU): above 1x beats it. CPU
 runs use as many torch threads as cores (--threads to change).
 
-Training: median seconds per iteration of derain.train.train_step (forward over the clip, the
+Training: median seconds per iteration of derain.loop.train_step (forward over the clip, the
 full loss, backward, AdamW) on a batch shaped as derain/configs/<size>.toml says (batch, frames,
 crop), from synthetic tensors so data loading is not timed.
 
@@ -39,8 +39,10 @@ sys.path.insert(0, str(REPO))
 from derain.checkpoint import save_weights  # noqa: E402
 from derain.config import TrainConfig  # noqa: E402
 from derain.context import CONTEXT_SIZE, row_positions  # noqa: E402
+from derain.loop import make_optimizer, train_step  # noqa: E402
 from derain.model import build_model  # noqa: E402
-from derain.train import autocast, make_optimizer, train_step  # noqa: E402
+from derain.runtime import autocast  # noqa: E402
+from derain.train import DerainRecipe  # noqa: E402
 
 PAPER_SECONDS_PER_FRAME = 0.90  # 832x512, the paper's Sec. 5 timing on a 2019 GPU
 
@@ -97,14 +99,15 @@ def seconds_per_iteration(size: str, device: torch.device, iterations: int) -> t
     if config.model.row_position:
         rows = row_positions(0, h, 2 * h).view(1, 1, 1, h, 1).expand(n, t, 1, h, 1)
         batch["rows"] = rows.to(device)
+    recipe = DerainRecipe(config)
     torch.manual_seed(0)
-    model = build_model(config.model).to(device).train()
-    optimizer, _ = make_optimizer(model, config)
+    model = recipe.network().to(device).train()
+    optimizer, _ = make_optimizer(model, config.optim)
     times = []
     for _ in range(iterations + 1):
         _sync(device)
         start = time.perf_counter()
-        train_step(model, batch, config, optimizer, device)
+        train_step(model, batch, recipe, optimizer, device)
         _sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times[1:]), f"batch {n} x {t} frames x {h}x{w}"

@@ -40,6 +40,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import rainsynth
+from derain.model import ModelConfig, build_model
 from rainsynth.errors import RainsynthError, RunError
 from rainsynth.outputs import follow_umask
 
@@ -55,11 +56,12 @@ class CheckpointError(RunError):
     """A weights or state file is malformed or does not match the network."""
 
 
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
-    """Call ``write(temp_path)``, fsync, then rename to ``path`` (same folder): all or nothing."""
+def atomic_write(path: str | Path, write: Callable[[str], None], suffix: str = ".tmp") -> Path:
+    """Call ``write(temp_path)``, fsync, then rename to ``path`` (same folder): all or nothing.
+    The temporary file's name ends in ``suffix`` (a video writer reads its format there)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         write(temp)
@@ -159,10 +161,8 @@ _ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, 
              "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}  # fmt: skip
 
 
-def model_config_of(metadata: Mapping[str, str], path: str | Path) -> Any:
+def model_config_of(metadata: Mapping[str, str], path: str | Path) -> ModelConfig:
     """The ModelConfig stored in a weights file's metadata."""
-    from derain.model import ModelConfig
-
     try:
         return ModelConfig.from_dict(json.loads(metadata["model_config"]))
     except (TypeError, ValueError, KeyError) as exc:
@@ -173,10 +173,9 @@ def model_config_of(metadata: Mapping[str, str], path: str | Path) -> Any:
 
 def check_config(stored: Mapping[str, Any], expected: Mapping[str, Any], path: str | Path) -> None:
     """Raise CheckpointError listing every model-config field where file and expectation differ."""
-    keys = sorted(set(stored) | set(expected))
     diffs = [
         f"{k}: file {stored.get(k, '<absent>')!r}, expected {expected.get(k, '<absent>')!r}"
-        for k in keys
+        for k in sorted(set(stored) | set(expected))
         if stored.get(k, "<absent>") != expected.get(k, "<absent>")
     ]
     if diffs:
@@ -230,22 +229,18 @@ def check_tensors(
 def network_shapes(model_config: str) -> dict[str, tuple[int, ...]]:
     """Name -> shape of the state dict of the network a ModelConfig JSON describes, read from
     the network built on the "meta" device, which allocates nothing."""
-    from derain.model import ModelConfig, build_model
-
     with torch.device("meta"):
         network = build_model(ModelConfig.from_dict(json.loads(model_config)))
     return {key: tuple(value.shape) for key, value in network.state_dict().items()}
 
 
 def load_model(
-    path: str | Path, device: str | torch.device = "cpu", expected_config: Any = None
+    path: str | Path, device: str | torch.device = "cpu", expected_config: ModelConfig | None = None
 ) -> tuple[torch.nn.Module, dict[str, str]]:
     """Build the network a weights file describes and load it (eval mode): (model, metadata).
 
     expected_config: a ModelConfig the file must hold (CheckpointError listing differences).
     """
-    from derain.model import build_model
-
     tensors, metadata = read_weights(path)
     config = model_config_of(metadata, path)
     if expected_config is not None:
@@ -324,14 +319,9 @@ def checkpoint_paths(folder: str | Path, iteration: int) -> tuple[Path, Path]:
 def list_checkpoints(folder: str | Path) -> list[int]:
     """Iterations of the complete (weights and state present) checkpoints, ascending."""
     folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    found = []
-    for entry in folder.iterdir():
-        match = _CHECKPOINT.fullmatch(entry.name)
-        if match and checkpoint_paths(folder, int(match.group(1)))[1].is_file():
-            found.append(int(match.group(1)))
-    return sorted(found)
+    matches = (_CHECKPOINT.fullmatch(p.name) for p in folder.iterdir()) if folder.is_dir() else ()
+    found = [int(match.group(1)) for match in matches if match]
+    return sorted(i for i in found if checkpoint_paths(folder, i)[1].is_file())
 
 
 def latest_checkpoint(folder: str | Path) -> int | None:

@@ -8,8 +8,8 @@
 
     config = TrainConfig.load("derain/configs/small.toml", overrides=["optim.lr=1e-4"])
 
-Every key is checked: an unknown key, a value of the wrong type or out of range raises
-ConfigError naming the file, the section, the key and what is allowed. Relative paths in the
+Every key is checked (derain.section): an unknown key, a value of the wrong type or out of range
+raises ConfigError naming the file, the section, the key and what is allowed. Relative paths in the
 file (datasets, out, flow_init) are taken relative to the current working directory.
 """
 
@@ -18,36 +18,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from derain.losses import LossConfig
+from derain.model import ModelConfig
+from derain.runtime import DEVICE_HELP, is_device
+from derain.section import ConfigError, Section
 from rainsynth.compat import tomllib
-from rainsynth.errors import RainsynthError
 
 SCHEDULES = ("cosine", "step", "constant")
-DEVICE_HELP = "'auto' (CUDA when present, else CPU) or a torch device: cpu, cuda, cuda:1, mps"
-
-
-class ConfigError(RainsynthError):
-    """A training config file or override is malformed, has an unknown key or a bad value."""
-
-
-def is_device(name: object) -> bool:
-    """Whether ``name`` is "auto" or a device string torch parses ("cpu", "cuda:1", "mps")."""
-    import torch
-
-    if name == "auto":
-        return True
-    try:
-        torch.device(name)
-    except (RuntimeError, TypeError, ValueError):
-        return False
-    return True
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Section):
     """Where training clips come from and how they are cut.
 
     datasets: folders built by ``rainsynth build``, or paired folders (rainsynth.paired: no
@@ -85,22 +71,24 @@ class DataConfig:
     eval_clips: int = 4
 
     def __post_init__(self) -> None:
-        _check(self.frames >= 2, "frames", "an integer >= 2", self.frames)
-        _check(len(self.crop) == 2 and min(self.crop) >= 8, "crop", "[H, W], each >= 8", self.crop)
-        _check(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
-        _check(self.workers >= 0, "workers", "an integer >= 0", self.workers)
-        _check(self.online_clips >= 1, "online_clips", "an integer >= 1", self.online_clips)
-        _check(self.eval_clips >= 1, "eval_clips", "an integer >= 1", self.eval_clips)
+        self.check(self.frames >= 2, "frames", "an integer >= 2", self.frames)
+        self.check(
+            len(self.crop) == 2 and min(self.crop) >= 8, "crop", "[H, W], each >= 8", self.crop
+        )
+        self.check(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+        self.check(self.workers >= 0, "workers", "an integer >= 0", self.workers)
+        self.check(self.online_clips >= 1, "online_clips", "an integer >= 1", self.online_clips)
+        self.check(self.eval_clips >= 1, "eval_clips", "an integer >= 1", self.eval_clips)
         if self.online:
             size_ok = len(self.online_size) == 2 and all(
                 s >= c for s, c in zip(self.online_size, self.crop, strict=False)
             )
             crop = list(self.crop)
-            _check(size_ok, "online_size", f"[H, W], each >= crop {crop}", self.online_size)
-            _check(bool(self.online_presets), "online_presets", "a non-empty list", [])
+            self.check(size_ok, "online_size", f"[H, W], each >= crop {crop}", self.online_size)
+            self.check(bool(self.online_presets), "online_presets", "a non-empty list", [])
         else:
-            _check(bool(self.datasets), "datasets", "a non-empty list (or online = true)", [])
-        _check(
+            self.check(bool(self.datasets), "datasets", "a non-empty list (or online = true)", [])
+        self.check(
             all(isinstance(d, str) for d in self.datasets),
             "datasets",
             "folder paths",
@@ -109,7 +97,7 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class OptimConfig:
+class OptimConfig(Section):
     """AdamW and its learning-rate schedule.
 
     schedule: "cosine" (from lr down to lr * min_lr_ratio), "step" (times gamma every
@@ -129,21 +117,21 @@ class OptimConfig:
     grad_clip: float = 1.0
 
     def __post_init__(self) -> None:
-        _check(self.lr > 0 and math.isfinite(self.lr), "lr", "a positive number", self.lr)
-        _check(
+        self.check(self.lr > 0 and math.isfinite(self.lr), "lr", "a positive number", self.lr)
+        self.check(
             len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
             "betas",
             "[b1, b2] in [0, 1)",
             self.betas,
         )
-        _check(self.weight_decay >= 0, "weight_decay", "a number >= 0", self.weight_decay)
-        _check(self.iterations >= 1, "iterations", "an integer >= 1", self.iterations)
-        _check(self.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}", self.schedule)
-        _check(self.warmup >= 0, "warmup", "an integer >= 0", self.warmup)
-        _check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "in [0, 1]", self.min_lr_ratio)
-        _check(self.step_every >= 1, "step_every", "an integer >= 1", self.step_every)
-        _check(0 < self.gamma <= 1, "gamma", "in (0, 1]", self.gamma)
-        _check(self.grad_clip >= 0, "grad_clip", "a number >= 0 (0 = off)", self.grad_clip)
+        self.check(self.weight_decay >= 0, "weight_decay", "a number >= 0", self.weight_decay)
+        self.check(self.iterations >= 1, "iterations", "an integer >= 1", self.iterations)
+        self.check(self.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}", self.schedule)
+        self.check(self.warmup >= 0, "warmup", "an integer >= 0", self.warmup)
+        self.check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "in [0, 1]", self.min_lr_ratio)
+        self.check(self.step_every >= 1, "step_every", "an integer >= 1", self.step_every)
+        self.check(0 < self.gamma <= 1, "gamma", "in (0, 1]", self.gamma)
+        self.check(self.grad_clip >= 0, "grad_clip", "a number >= 0 (0 = off)", self.grad_clip)
 
     def lr_factor(self, iteration: int) -> float:
         """Multiplier of ``lr`` for the update made at 0-based ``iteration``."""
@@ -160,7 +148,7 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(Section):
     """Output, seed and cadence.
 
     out: run folder (checkpoints, log.csv, config.toml, model.safetensors). checkpoint_every /
@@ -182,50 +170,37 @@ class RunConfig:
     flow_init: str = ""
 
     def __post_init__(self) -> None:
-        _check(bool(self.out), "out", "a folder path", self.out)
-        _check(self.seed >= 0, "seed", "an integer >= 0", self.seed)
-        _check(self.checkpoint_every >= 1, "checkpoint_every", ">= 1", self.checkpoint_every)
-        _check(self.keep_checkpoints >= 1, "keep_checkpoints", ">= 1", self.keep_checkpoints)
-        _check(self.log_every >= 1, "log_every", "an integer >= 1", self.log_every)
-        _check(self.eval_every >= 0, "eval_every", "an integer >= 0", self.eval_every)
-        _check(is_device(self.device), "device", DEVICE_HELP, self.device)
-
-
-_SECTIONS = {"data": DataConfig, "optim": OptimConfig, "run": RunConfig}
+        self.check(bool(self.out), "out", "a folder path", self.out)
+        self.check(self.seed >= 0, "seed", "an integer >= 0", self.seed)
+        self.check(self.checkpoint_every >= 1, "checkpoint_every", ">= 1", self.checkpoint_every)
+        self.check(self.keep_checkpoints >= 1, "keep_checkpoints", ">= 1", self.keep_checkpoints)
+        self.check(self.log_every >= 1, "log_every", "an integer >= 1", self.log_every)
+        self.check(self.eval_every >= 0, "eval_every", "an integer >= 0", self.eval_every)
+        self.check(is_device(self.device), "device", DEVICE_HELP, self.device)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """The whole training recipe; ``source`` is the file it was read from (for messages)."""
 
-    model: Any = None
-    loss: Any = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(datasets=("data",)))
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
     source: str = "<dict>"
-
-    def __post_init__(self) -> None:
-        from derain.losses import LossConfig
-        from derain.model import ModelConfig
-
-        if self.model is None:
-            object.__setattr__(self, "model", ModelConfig())
-        if self.loss is None:
-            object.__setattr__(self, "loss", LossConfig())
 
     @classmethod
     def load(cls, path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
         """Read a TOML config, apply ``section.key=value`` overrides (TOML values), validate."""
         path = Path(path)
         try:
-            data = tomllib.loads(path.read_text("utf-8"))
+            text = path.read_text("utf-8")
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} cannot be read: {exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        data = read_toml(text, f"config file {path}")
         for item in overrides:
             apply_override(data, item)
         return cls.from_dict(data, source=str(path))
@@ -233,43 +208,35 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>") -> TrainConfig:
         """Build from plain sections; raises ConfigError naming ``source`` on any bad entry."""
-        from derain.losses import LossConfig
-        from derain.model import ModelConfig
-
         if not isinstance(data, dict):
             raise ConfigError(f"config {source}: expected a table of sections, got {data!r}")
-        allowed = ("model", "loss", *_SECTIONS)
-        for name, value in data.items():
-            if name not in allowed:
-                raise ConfigError(
-                    f"config {source}: unknown section [{name}]; allowed: {', '.join(allowed)}"
-                )
-            if not isinstance(value, dict):
-                raise ConfigError(f"config {source}: [{name}] must be a table, got {value!r}")
-        model = _model_config(ModelConfig, dict(data.get("model", {})), source)
-        loss = _section(LossConfig, dict(data.get("loss", {})), "loss", source, LossConfig())
-        parts = {
-            name: _section(kind, dict(data.get(name, {})), name, source)
-            for name, kind in _SECTIONS.items()
-        }
-        return cls(model=model, loss=loss, source=source, **parts)
+        try:
+            for name, value in data.items():
+                if name not in SECTIONS:
+                    raise ConfigError(f"unknown section [{name}]; allowed: {', '.join(SECTIONS)}")
+                if not isinstance(value, dict):
+                    raise ConfigError(f"[{name}] must be a table, got {value!r}")
+            model = dict(data.get("model", {}))
+            variant = model.pop("variant", None)
+            base = None if variant is None else ModelConfig.ablation(variant)
+            sections = {"model": ModelConfig.from_dict(model, base, also="variant")}
+            for name, kind in list(SECTIONS.items())[1:]:
+                sections[name] = kind.from_dict(dict(data.get(name, {})))
+        except ConfigError as exc:
+            raise ConfigError(f"config {source}: {exc}") from None
+        return cls(source=source, **sections)
 
     def replace(self, **sections: dict) -> TrainConfig:
         """A copy with some fields of some sections changed: ``replace(run={"out": "x"})``."""
-        changes = {}
-        for name, values in sections.items():
-            try:
-                changes[name] = dataclasses.replace(getattr(self, name), **values)
-            except ValueError as exc:
-                raise ConfigError(f"config {self.source}: {exc}") from None
+        try:
+            changes = {k: dataclasses.replace(getattr(self, k), **v) for k, v in sections.items()}
+        except ConfigError as exc:
+            raise ConfigError(f"config {self.source}: {exc}") from None
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         """Plain, JSON/TOML-able sections (the inverse of :meth:`from_dict`)."""
-        out = {"model": self.model.to_dict(), "loss": self.loss.to_dict()}
-        for name in _SECTIONS:
-            out[name] = {k: _plain(v) for k, v in dataclasses.asdict(getattr(self, name)).items()}
-        return out
+        return {name: getattr(self, name).to_dict() for name in SECTIONS}
 
     def to_toml(self) -> str:
         """The config as TOML text that :meth:`load` reads back to an equal config."""
@@ -281,6 +248,21 @@ class TrainConfig:
         return "\n".join(lines)
 
 
+SECTIONS: dict[str, type[Section]] = {
+    kind.section(): kind for kind in (ModelConfig, LossConfig, DataConfig, OptimConfig, RunConfig)
+}
+"""The sections of a config file, in file order."""
+
+
+def read_toml(text: str, source: str) -> dict:
+    """Parse TOML text (the one place derain reads TOML); ConfigError naming ``source`` when it
+    is not valid TOML."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source} is not valid TOML: {exc}") from None
+
+
 def apply_override(data: dict, item: str) -> None:
     """Apply one ``section.key=value`` override (value in TOML syntax, bare words as strings)."""
     target, sep, text = item.partition("=")
@@ -288,86 +270,16 @@ def apply_override(data: dict, item: str) -> None:
     if not sep or not dot or not key:
         raise ConfigError(f"override {item!r} must look like section.key=value, e.g. optim.lr=1e-4")
     try:
-        value = tomllib.loads(f"v = {text.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
+        value = read_toml(f"v = {text.strip()}", "override")["v"]
+    except ConfigError:
         value = text.strip()
     data.setdefault(section, {})[key] = value
 
 
-def _model_config(kind: type, values: dict, source: str) -> Any:
-    """[model]: optional ``variant`` (Table 4 ablation "v1".."v5"), then field overrides."""
-    variant = values.pop("variant", None)
-    try:
-        base = kind() if variant is None else kind.ablation(variant)
-    except ValueError as exc:
-        raise ConfigError(f"config {source}: [model] variant: {exc}") from None
-    return _section(kind, values, "model", source, base)
-
-
-def _section(kind: type, values: dict, name: str, source: str, base: Any = None) -> Any:
-    """Check keys and types of one section against the dataclass ``kind`` and build it."""
-    fields = {f.name: f for f in dataclasses.fields(kind)}
-    defaults = base if base is not None else None
-    for key, value in values.items():
-        if key not in fields:
-            raise ConfigError(
-                f"config {source}: unknown key {key!r} in [{name}]; "
-                f"allowed: {', '.join(fields)}" + (", variant" if name == "model" else "")
-            )
-        reference = getattr(defaults, key) if defaults is not None else _default(fields[key])
-        values[key] = _coerce(value, reference, f"config {source}: [{name}] {key}")
-    try:
-        if base is not None:
-            return dataclasses.replace(base, **values)
-        return kind(**values)
-    except (ValueError, TypeError) as exc:  # ConfigError from __post_init__, ValueError from others
-        raise ConfigError(f"config {source}: [{name}] {exc}") from None
-
-
-def _default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return None
-
-
-def _coerce(value: Any, reference: Any, where: str) -> Any:
-    """Match ``value`` to the type of the default ``reference`` (lists become tuples)."""
-    if reference is None:
-        return value
-    if isinstance(reference, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if isinstance(reference, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        return value
-    if isinstance(reference, float):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if isinstance(reference, str):
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
-        return value
-    if isinstance(reference, tuple):
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
-        if reference:
-            return tuple(_coerce(v, reference[0], where) for v in value)
-        return tuple(value)
-    return value
-
-
-def _check(ok: bool, key: str, allowed: str, value: Any) -> None:
-    if not ok:
-        raise ConfigError(f"{key} must be {allowed}, got {_plain(value)!r}")
-
-
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+def command_overrides(overrides: Iterable[str], given: dict[str, Any]) -> list[str]:
+    """``--set`` overrides, then one for each option given on the command line ("section.key"
+    -> its value; None: not given)."""
+    return [*overrides, *(f"{k}={json.dumps(v)}" for k, v in given.items() if v is not None)]
 
 
 def _toml_value(value: Any) -> str:

@@ -14,227 +14,25 @@ A sample is a dict of float32 tensors (T frames, crop H x W):
     veil), and samples for a model with ModelConfig.row_position "rows" (T,1,H,1), the position
     of each crop row in its whole frame (derain.context.row_positions).
 :func:`collate` stacks samples into a batch (N first).
-
-Keyed order: the sample at global position p = iteration * global_batch + rank * batch + k is
-clip ``perm(seed, epoch)[p % n]`` with epoch = p // n. Every draw comes from its own stream
-``numpy.random.default_rng([seed, key, zlib.crc32(tag)])``: the window start from key p, tag
-"window"; the crop corner (y0, then x0) and the flips (horizontal, then vertical) from key p, tag
-"augment"; the temporal reversal from key = iteration, tag "reverse". Nothing depends on an
-iterator's state, so a run resumed at iteration i sees exactly the batches it would have seen, and
-DDP ranks split each global batch without overlap (a DistributedSampler with keyed order).
-:class:`KeyedBatchSampler` yields the keys.
-
-Augmentations and the flow (project convention: backward flow, frame_t(x, y) ~=
-frame_{t-1}(x + dx, y + dy)):
-- crop: the same window in every frame and layer; flow is cropped alike (values unchanged);
-  "rain_context" is taken from the whole frames first and only flipped and reversed; "rows" are
-  the crop's rows in the frame as flipped.
-- horizontal flip: x -> W-1-x in every frame; the flow is flipped alike and dx negated.
-- vertical flip: y -> H-1-y; flow flipped alike and dy negated (off by default: rain falls down).
-- temporal reversal: frames in reverse order. The backward flow of the reversed clip is the
-  forward flow of the original, which datasets do not store, so a reversed sample has no
-  "flow". Reversal is drawn once per iteration (keyed by (seed, iteration)), so a batch is
-  either all forward, with flow, or all reversed, without. When only some samples of a batch
-  have flow (datasets that mix clips with and without it), :func:`collate` fills the others
-  with zeros and marks which are real in "flow_valid" (N,) bool.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import zlib
-from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 
 import rainsynth
-from derain.context import frame_context, row_positions
+from derain.config import DataConfig
+from derain.keyed import Arrays, Augment, KeyedBatchSampler, KeyedClips, SampleKey, stream, tag
 from rainsynth.dataset import decode_layers, to_float
 from rainsynth.errors import RainsynthError
 from rainsynth.paired import read_clips
 from rainsynth.sources import open_source
-
-LIGHT_KEYS = ("A", "M")
-
-
-class SampleKey(NamedTuple):
-    """Which clip a sample reads and the keys of its randomness."""
-
-    index: int  # clip index in the dataset
-    epoch: int  # pass over the dataset this sample belongs to
-    position: int  # global sample position: keys the window, crop and flips
-    iteration: int  # training iteration: keys the temporal reversal
-
-
-def _tag(name: str) -> int:
-    return zlib.crc32(name.encode("utf-8"))
-
-
-def _stream(seed: int, key: int, tag: str) -> np.random.Generator:
-    """The random stream of one draw (module docstring: "Keyed order")."""
-    return np.random.default_rng([seed, key, _tag(tag)])
-
-
-def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
-    """The clip order of one epoch: a permutation of range(n) keyed by (seed, epoch)."""
-    return _stream(seed, epoch, "order").permutation(n)
-
-
-class KeyedBatchSampler(Sampler[list[SampleKey]]):
-    """Batches of SampleKeys for iterations ``start`` .. ``stop - 1`` of one rank.
-
-    n: clips in the dataset (its ``num_clips``); batch_size: per rank; rank / world: DDP rank and
-    world size.
-    """
-
-    def __init__(
-        self,
-        n: int,
-        batch_size: int,
-        seed: int,
-        start: int,
-        stop: int,
-        rank: int = 0,
-        world: int = 1,
-    ):
-        if n < 1:
-            raise ValueError("KeyedBatchSampler needs at least one clip")
-        self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.start, self.stop, self.rank, self.world = start, stop, rank, world
-        self._orders: dict[int, np.ndarray] = {}
-
-    def __len__(self) -> int:
-        return max(self.stop - self.start, 0)
-
-    def keys(self, iteration: int) -> list[SampleKey]:
-        """The keys of this rank's share of the global batch of ``iteration``."""
-        first = (iteration * self.world + self.rank) * self.batch_size
-        out = []
-        for position in range(first, first + self.batch_size):
-            epoch = position // self.n
-            if epoch not in self._orders:
-                self._orders = {epoch: epoch_order(self.seed, epoch, self.n)}
-            index = int(self._orders[epoch][position % self.n])
-            out.append(SampleKey(index, epoch, position, iteration))
-        return out
-
-    def __iter__(self) -> Iterator[list[SampleKey]]:
-        for iteration in range(self.start, self.stop):
-            yield self.keys(iteration)
-
-
-class Augment(NamedTuple):
-    """Which random flips/reversal are allowed, and whether to add "rain_context" (for a model
-    with ModelConfig.frame_context) and "rows" (ModelConfig.row_position)."""
-
-    hflip: bool = False
-    vflip: bool = False
-    reverse: bool = False
-    context: bool = False
-    rows: bool = False
-
-
-Arrays = tuple[dict[str, np.ndarray], np.ndarray | None]
-"""A loaded clip window: arrays maps "rain", "clean" to (T,H,W,3), "S", "U", "beta", "alpha" to
-(T,H,W,1) and "A", "M" to (T,1,1,3) (any subset with "clean"), all float32 numpy; and the flow,
-(T-1,H,W,2) or None."""
-
-
-class KeyedClips(Dataset):
-    """Base of the datasets: subclasses load a clip window (``load``), this cuts and augments it.
-
-    frames: T; crop: (H, W), or None for the whole frame; augment: flips, reversal and extras
-    (None: none); seed: keys every draw (module docstring).
-    """
-
-    def __init__(
-        self, frames: int, crop: tuple[int, int] | None, augment: Augment | None, seed: int
-    ):
-        self.frames, self.seed = frames, seed
-        self.crop = None if crop is None else tuple(crop)
-        self.augment = augment or Augment()
-
-    @property
-    def num_clips(self) -> int:
-        """Clips the keys' ``index`` ranges over (KeyedBatchSampler's n)."""
-        raise NotImplementedError
-
-    def load(self, key: SampleKey) -> Arrays:
-        raise NotImplementedError
-
-    def __getitem__(self, key: SampleKey) -> dict[str, torch.Tensor]:
-        """The trainer's sample of ``key``: clip ``key.index``, cut and augmented as keyed."""
-        key = SampleKey(*key) if not isinstance(key, SampleKey) else key
-        reverse = self.augment.reverse and bool(
-            _stream(self.seed, key.iteration, "reverse").random() < 0.5
-        )
-        return self.cut(self.load(key), key.position, reverse)
-
-    def cut(self, loaded: Arrays, position: int, reverse: bool) -> dict[str, torch.Tensor]:
-        """Crop, flip (drawn from key ``position``) and reverse a loaded window; as tensors."""
-        arrays, flow = loaded
-        rng = _stream(self.seed, position, "augment")
-        arrays, flow = augment_clip(arrays, flow, self.crop, self.augment, rng, reverse)
-        return to_tensors(arrays, flow)
-
-
-def augment_clip(
-    arrays: dict[str, np.ndarray],
-    flow: np.ndarray | None,
-    crop: tuple[int, int] | None,
-    augment: Augment,
-    rng: np.random.Generator,
-    reverse: bool,
-) -> Arrays:
-    """Crop and flips (drawn from ``rng``: y0, x0, hflip, vflip), then reversal when
-    ``reverse``; see the module docstring.
-
-    arrays, flow: a loaded window (:data:`Arrays`); crop: (H, W), None for the whole frame.
-    """
-    t, h, w = arrays["clean"].shape[:3]
-    ch, cw = crop or (h, w)
-    if ch > h or cw > w:
-        raise RainsynthError(f"crop {ch}x{cw} is larger than the clip's {h}x{w} frames")
-    if augment.context and "rain" in arrays:
-        frames = torch.from_numpy(np.ascontiguousarray(arrays["rain"])).permute(0, 3, 1, 2)
-        context = frame_context(frames).permute(0, 2, 3, 1).numpy()
-        arrays = dict(arrays, rain_context=context)
-    y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-    hflip = augment.hflip and bool(rng.random() < 0.5)
-    vflip = augment.vflip and bool(rng.random() < 0.5)
-    out = {}
-    for name, value in arrays.items():
-        if name not in LIGHT_KEYS:
-            value = value if name == "rain_context" else value[:, y0 : y0 + ch, x0 : x0 + cw]
-            value = value[:, :, ::-1] if hflip else value
-            value = value[:, ::-1] if vflip else value
-        out[name] = value[::-1] if reverse else value
-    if augment.rows:
-        # a vertically flipped crop is rows h - y0 - ch .. h - y0 - 1 of the flipped frame
-        positions = row_positions(h - y0 - ch if vflip else y0, ch, h).numpy()
-        out["rows"] = np.broadcast_to(positions[None, :, None, None], (t, ch, 1, 1))
-    if flow is not None and not reverse:
-        flow = flow[:, y0 : y0 + ch, x0 : x0 + cw]
-        if hflip:
-            flow = flow[:, :, ::-1] * np.array([-1.0, 1.0], np.float32)
-        if vflip:
-            flow = flow[:, ::-1] * np.array([1.0, -1.0], np.float32)
-    return out, None if reverse else flow
-
-
-def to_tensors(arrays: dict[str, np.ndarray], flow: np.ndarray | None) -> dict[str, torch.Tensor]:
-    """(T,H,W,C) numpy -> (T,C,H,W) float32 tensors; flow (T-1,H,W,2) -> (T-1,2,H,W)."""
-    sample = {
-        name: torch.from_numpy(np.ascontiguousarray(value.transpose(0, 3, 1, 2), np.float32))
-        for name, value in arrays.items()
-    }
-    if flow is not None:
-        sample["flow"] = torch.from_numpy(np.ascontiguousarray(flow.transpose(0, 3, 1, 2)))
-    return sample
 
 
 def collate(samples: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -379,7 +177,7 @@ class PairedClips(KeyedClips):
     def load(self, key: SampleKey) -> Arrays:
         """A random window of clip ``key.index``, its start drawn from key.position."""
         clip = self.clips[key.index]
-        start = _stream(self.seed, key.position, "window").integers(
+        start = stream(self.seed, key.position, "window").integers(
             0, clip.num_frames - self.frames + 1
         )
         return self.read(key.index, int(start))
@@ -449,6 +247,16 @@ class SourceClips(KeyedClips):
         if not self.refs:
             raise RainsynthError(f"source {source!r} has no clips of {frames} frames")
 
+    @classmethod
+    def of(cls, data: DataConfig, seed: int, augment: Augment, **options) -> SourceClips:
+        """The clips of a DataConfig's online_source (online_root, online_clips, online_size),
+        cut as it says; ``options``: more keywords of the class."""
+        size, crop = tuple(data.online_size), tuple(data.crop)
+        return cls(
+            data.online_source, data.frames, size, data.online_clips, crop, augment, seed,
+            root=data.online_root, **options,
+        )  # fmt: skip
+
     def __len__(self) -> int:
         return len(self.refs)
 
@@ -478,7 +286,7 @@ class OnlineRainClips(SourceClips):
     def load(self, key: SampleKey) -> Arrays:
         arrays, flow = super().load(key)
         clean = arrays["clean"]
-        rng = np.random.default_rng([self.seed, key.epoch, key.index, _tag("preset")])
+        rng = np.random.default_rng([self.seed, key.epoch, key.index, tag("preset")])
         preset = self.presets[int(rng.integers(len(self.presets)))]
         clip_id = key.epoch * len(self) + key.index
         params = rainsynth.sample_params(
@@ -510,27 +318,19 @@ def make_loader(
     )
 
 
-def training_dataset(data, seed: int, context: bool = False, rows: bool = False) -> KeyedClips:
+def training_dataset(
+    data: DataConfig, seed: int, context: bool = False, rows: bool = False
+) -> KeyedClips:
     """The training dataset a DataConfig describes (built datasets or online rain); ``context``:
     add "rain_context" (the model has ModelConfig.frame_context); ``rows``: add "rows" (the model
     has ModelConfig.row_position)."""
     augment = Augment(data.hflip, data.vflip, data.reverse, context, rows)
     if data.online:
-        return OnlineRainClips(
-            data.online_source,
-            data.frames,
-            tuple(data.online_size),
-            data.online_clips,
-            tuple(data.crop),
-            augment,
-            seed,
-            root=data.online_root,
-            presets=data.online_presets,
-        )
+        return OnlineRainClips.of(data, seed, augment, presets=data.online_presets)
     return config_clips(data, seed, augment)
 
 
-def config_clips(data, seed: int, augment: Augment, **options) -> PairedClips:
+def config_clips(data: DataConfig, seed: int, augment: Augment, **options) -> PairedClips:
     """The PairedClips of a DataConfig's datasets, as training and flow pretraining read them:
     the flow where known (batched by :func:`collate`); ``options``: more PairedClips keywords."""
     return PairedClips(

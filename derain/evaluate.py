@@ -24,21 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import click
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from derain.checkpoint import atomic_write, load_model, resolve_weights
-from derain.inference import MAX_TILE, OVERLAP, FrameDerainer, check_tiling, to_uint8
-from derain.metrics import (
-    psnr_y,
-    rain_free_change,
-    rain_free_mask,
-    ssim_y,
-    temporal_consistency,
-)
-from derain.train import device_option, pick_device
+from derain.inference import MAX_TILE, OVERLAP, FrameDerainer, check_tiling, to_uint8, write_png
+from derain.metrics import psnr_y, rain_free_change, rain_free_mask, ssim_y, temporal_consistency
+from derain.runtime import device_option, pick_device
 from rainsynth.cli import Command
 from rainsynth.errors import RainsynthError
 from rainsynth.outputs import check_output
@@ -170,9 +163,7 @@ def score_dataset(
 def _save_frames(folder: Path, frames: np.ndarray) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for t, frame in enumerate(to_uint8(frames), 1):
-        path = folder / f"{t:04d}.png"
-        if not cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"could not write {path}")
+        write_png(folder / f"{t:04d}.png", frame)
 
 
 def write_report(report: dict[str, Any], path: str | Path) -> Path:

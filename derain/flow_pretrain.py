@@ -25,60 +25,22 @@ The result, OUT/flow.safetensors, initialises a training run: ``[run] flow_init 
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 import click
 import torch
-from tqdm import tqdm
 
-from derain.checkpoint import (
-    FLOW_FORMAT,
-    resume_checkpoint,
-    save_checkpoint,
-    save_weights,
-)
-from derain.config import ConfigError, TrainConfig
-from derain.data import Augment, KeyedBatchSampler, SourceClips, config_clips, make_loader
+from derain.checkpoint import FLOW_FORMAT
+from derain.config import ConfigError, TrainConfig, command_overrides
+from derain.data import Augment, KeyedClips, SourceClips, config_clips
+from derain.loop import Recipe, run_training
 from derain.losses import flow_loss_photometric, flow_loss_supervised
 from derain.model import build_flownet
-from derain.train import (
-    RunLog,
-    autocast,
-    check_run_folder,
-    clip_gradients,
-    device_option,
-    flush_denormals,
-    make_optimizer,
-    pick_device,
-)
+from derain.runtime import device_option
 from rainsynth.cli import Command
 
 MODES = ("supervised", "photometric", "both")
 CLIPS = ("source", "datasets")
-
-
-def flow_dataset(config: TrainConfig, clips: str, flow_only: bool = False):
-    """Clean clips (with flow where known) for flow pretraining; no temporal reversal.
-
-    flow_only: only clips with exact flow (of the builtin source, its synthetic clips).
-    """
-    data = config.data
-    augment = Augment(data.hflip, data.vflip, reverse=False)
-    if clips == "source":
-        return SourceClips(
-            data.online_source,
-            data.frames,
-            tuple(data.online_size),
-            data.online_clips,
-            tuple(data.crop),
-            augment,
-            config.run.seed,
-            root=data.online_root,
-            synthetic_only=flow_only,
-        )
-    return config_clips(data, config.run.seed, augment, clean_only=True, flow_only=flow_only)
 
 
 def flow_terms(
@@ -112,6 +74,50 @@ def flow_terms(
     return total, log
 
 
+class FlowRecipe(Recipe):
+    """MF-AlignNet's flow net alone on clean clips, with the flow losses of ``mode``."""
+
+    weights = "flow.safetensors"
+    kind = FLOW_FORMAT
+    records_config = False
+
+    def __init__(self, config: TrainConfig, mode: str, clips: str):
+        if mode not in MODES or clips not in CLIPS:
+            raise ConfigError(f"mode must be one of {MODES} and clips one of {CLIPS}")
+        terms = ["total", "epe", *(["supervised"] if mode != "photometric" else [])]
+        terms += ["photometric"] if mode != "supervised" else []
+        extra = {"pretrain": {"mode": mode, "clips": clips, "config": config.to_dict()}}
+        super().__init__(config, terms, extra)
+        self.mode, self.clips = mode, clips
+
+    def network(self) -> torch.nn.Module:
+        flownet = build_flownet(self.config.model)
+        multiple, crop = flownet.size_multiple, list(self.config.data.crop)
+        if any(side % multiple for side in crop):
+            raise ConfigError(
+                f"[data] crop {crop} must be multiples of {multiple} for the flow net"
+            )
+        return flownet
+
+    def dataset(self) -> KeyedClips:
+        """Clean clips (with flow where known), no temporal reversal; with a supervised term
+        only clips with exact flow (of the builtin source, its synthetic clips) from the
+        source, and with "supervised" alone only the datasets' clips whose flow they store."""
+        data, seed = self.config.data, self.config.run.seed
+        augment = Augment(data.hflip, data.vflip, reverse=False)
+        if self.clips == "source":
+            exact = self.mode != "photometric" and data.online_source == "builtin"
+            return SourceClips.of(data, seed, augment, synthetic_only=exact)
+        exact = self.mode == "supervised"
+        return config_clips(data, seed, augment, clean_only=True, flow_only=exact)
+
+    def loss(self, model, batch):
+        return flow_terms(model, batch, self.mode)
+
+    def postfix(self, means: dict[str, float], lr: float) -> dict[str, str]:
+        return {"loss": f"{means['total']:.4f}", "epe": f"{means.get('epe', 0):.3f}"}
+
+
 def pretrain_flow(
     config: TrainConfig,
     out: str | Path,
@@ -122,83 +128,7 @@ def pretrain_flow(
     progress: bool = True,
 ) -> Path:
     """Pretrain the flow net of ``config.model``'s size; returns OUT/flow.safetensors."""
-    if mode not in MODES or clips not in CLIPS:
-        raise ConfigError(f"mode must be one of {MODES} and clips one of {CLIPS}")
-    flush_denormals()
-    out = Path(out)
-    folder = out / "checkpoints"
-    check_run_folder(out, resume)
-    device = pick_device(config.run.device)
-    torch.manual_seed(config.run.seed)
-    flownet = build_flownet(config.model).to(device)
-    multiple = flownet.size_multiple
-    if any(side % multiple for side in config.data.crop):
-        raise ConfigError(
-            f"[data] crop {list(config.data.crop)} must be multiples of {multiple} for the flow net"
-        )
-    optimizer, scheduler = make_optimizer(flownet, config)
-    model_config = config.model.to_dict()
-    start, elapsed = 0, 0.0
-    if resume:
-        start, elapsed = resume_checkpoint(
-            folder, flownet, model_config, optimizer, scheduler, kind=FLOW_FORMAT
-        )
-    total = config.optim.iterations
-    out.mkdir(parents=True, exist_ok=True)
-    if clips == "source":
-        exact = mode != "photometric" and config.data.online_source == "builtin"
-    else:
-        exact = mode == "supervised"
-    dataset = flow_dataset(config, clips, flow_only=exact)
-    sampler = KeyedBatchSampler(
-        dataset.num_clips, config.data.batch_size, config.run.seed, start, total
-    )
-    loader = make_loader(dataset, sampler, config.data.workers, device.type == "cuda")
-    names = ["total", "epe", *(["supervised"] if mode != "photometric" else [])]
-    names += ["photometric"] if mode != "supervised" else []
-    log = RunLog(out, names, start)
-    bar = tqdm(total=total, initial=start, disable=not progress, unit="it")
-    clock = time.perf_counter() - elapsed
-    extra = {"pretrain": {"mode": mode, "clips": clips, "config": config.to_dict()}}
-    try:
-        flownet.train()
-        for iteration, batch in zip(range(start, total), loader, strict=True):
-            batch = {k: v.to(device) for k, v in batch.items()}
-            lr = optimizer.param_groups[0]["lr"]
-            optimizer.zero_grad(set_to_none=True)
-            with autocast(device, config.run.amp):
-                loss, terms = flow_terms(flownet, batch, mode)
-            loss.backward()
-            clip_gradients(flownet, config.optim.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            done = iteration + 1
-            bar.update(1)
-            log.add(terms)
-            if done % config.run.log_every == 0 or done == total:
-                means = log.write(done, lr, time.perf_counter() - clock)
-                bar.set_postfix(loss=f"{means['total']:.4f}", epe=f"{means.get('epe', 0):.3f}")
-            if done % config.run.checkpoint_every == 0 or done == total:
-                save_checkpoint(
-                    folder,
-                    done,
-                    flownet,
-                    model_config,
-                    optimizer,
-                    scheduler,
-                    elapsed=time.perf_counter() - clock,
-                    keep=config.run.keep_checkpoints,
-                    kind=FLOW_FORMAT,
-                    extra=extra,
-                )
-    finally:
-        bar.close()
-        log.close()
-    final = out / "flow.safetensors"
-    save_weights(
-        final, flownet.state_dict(), model_config, iteration=total, kind=FLOW_FORMAT, extra=extra
-    )
-    return final
+    return run_training(FlowRecipe(config, mode, clips), out, resume=resume, progress=progress)
 
 
 _EPILOG = """\b
@@ -267,10 +197,8 @@ def pretrain_flow_command(
 
     Writes OUT/flow.safetensors; point a training config's [run] flow_init at it.
     """
-    extra = list(overrides)
-    extra += [f"optim.iterations={iterations}"] if iterations is not None else []
-    extra += [f"run.device={json.dumps(device)}"] if device is not None else []
-    config = TrainConfig.load(config_path, extra)
+    given = {"optim.iterations": iterations, "run.device": device}
+    config = TrainConfig.load(config_path, command_overrides(overrides, given))
     final = pretrain_flow(
         config, out, mode=mode, clips=clips, resume=resume, progress=progress and not quiet
     )

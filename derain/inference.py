@@ -20,15 +20,16 @@ from pathlib import Path
 
 import click
 import cv2
+import imageio_ffmpeg
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from derain.checkpoint import load_model, resolve_weights
+from derain.checkpoint import atomic_write, load_model, resolve_weights
 from derain.context import frame_context, row_positions
 from derain.model import VideoDerainer
 from derain.padding import InputPadder
-from derain.train import autocast, device_option, pick_device
+from derain.runtime import autocast, device_option, pick_device
 from rainsynth.cli import Command
 from rainsynth.errors import RainsynthError, SourceError
 from rainsynth.outputs import check_output, follow_umask
@@ -172,8 +173,6 @@ def list_frames(folder: Path) -> list[Path]:
 
 def read_video(path: Path) -> tuple[dict, Iterator[np.ndarray]]:
     """(metadata with "fps", "size" (W, H) and "nframes", frames (H, W, 3) uint8 one at a time)."""
-    import imageio_ffmpeg
-
     reader = imageio_ffmpeg.read_frames(str(path))
     try:
         meta = next(reader)
@@ -192,8 +191,6 @@ def read_video(path: Path) -> tuple[dict, Iterator[np.ndarray]]:
 
 
 def _count_video_frames(path: Path) -> int | None:
-    import imageio_ffmpeg
-
     try:
         return imageio_ffmpeg.count_frames_and_secs(str(path))[0]
     except (RuntimeError, OSError):
@@ -207,37 +204,33 @@ def derain_video(
 
     The output is written to a temporary file beside ``target`` and renamed when complete.
     """
-    import imageio_ffmpeg
-
     meta, frames = read_video(source)
     width, height = meta["size"]
-    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
     even = width % 2 == 0 and height % 2 == 0
-    writer = imageio_ffmpeg.write_frames(
-        temp,
-        (width, height),
-        fps=meta["fps"],
-        quality=quality,
-        macro_block_size=1,
-        pix_fmt_out="yuv420p" if even else "yuv444p",
-    )
     count = 0
-    try:
-        writer.send(None)
-        bar = tqdm(frames, total=_count_video_frames(source), disable=not progress, unit="frame")
-        for frame in bar:
-            writer.send(to_uint8(derainer(frame)).tobytes())
-            count += 1
-        writer.close()
+
+    def write(temp: str) -> None:
+        nonlocal count
+        writer = imageio_ffmpeg.write_frames(
+            temp,
+            (width, height),
+            fps=meta["fps"],
+            quality=quality,
+            macro_block_size=1,
+            pix_fmt_out="yuv420p" if even else "yuv444p",
+        )
+        try:
+            writer.send(None)
+            total = _count_video_frames(source)
+            for frame in tqdm(frames, total=total, disable=not progress, unit="frame"):
+                writer.send(to_uint8(derainer(frame)).tobytes())
+                count += 1
+        finally:
+            writer.close()
         if count == 0:
             raise SourceError(f"video {source} has no frames")
-        follow_umask(temp)
-        os.replace(temp, target)
-    finally:
-        writer.close()
-        if os.path.exists(temp):
-            os.unlink(temp)
+
+    atomic_write(target, write, suffix=target.suffix)
     return count
 
 
@@ -265,11 +258,7 @@ def derain_folder(
                     f"frame {path} is {image.shape[1]}x{image.shape[0]}, but {files[0].name} is "
                     f"{size[1]}x{size[0]}: the frames of a folder must have one size"
                 )
-            clean = to_uint8(derainer(image))
-            if not cv2.imwrite(
-                str(temp / f"{path.stem}.png"), cv2.cvtColor(clean, cv2.COLOR_RGB2BGR)
-            ):
-                raise OSError(f"could not write {temp / path.name}")
+            write_png(temp / f"{path.stem}.png", to_uint8(derainer(image)))
         if target.exists():
             target.rmdir()
         follow_umask(temp)
@@ -285,6 +274,12 @@ def derain_folder(
 def to_uint8(frame: np.ndarray) -> np.ndarray:
     """float in [0, 1] -> uint8, rounded to nearest."""
     return np.rint(np.clip(frame, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def write_png(path: Path, frame: np.ndarray) -> None:
+    """Write an RGB frame (H, W, 3) uint8 as PNG; OSError when it cannot be written."""
+    if not cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
 
 
 _EPILOG = """\b

@@ -41,18 +41,18 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from derain.dict_config import DictConfig
 from derain.gate import rain_present
 from derain.metrics import NO_RAIN
 from derain.model import LAYER_NAMES, VideoDerainer
 from derain.recovery import residual_target
+from derain.section import Section
 from derain.warp import in_frame, warp
 
 EPS = 1e-3
 
 
 @dataclass(frozen=True)
-class LossConfig(DictConfig):
+class LossConfig(Section):
     """Weights of the loss terms; a term with weight 0 is not computed."""
 
     rect: float = 1.0
@@ -66,13 +66,8 @@ class LossConfig(DictConfig):
     def __post_init__(self):
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if (
-                isinstance(v, bool)
-                or not isinstance(v, int | float)
-                or not math.isfinite(v)
-                or v < 0
-            ):
-                raise ValueError(f"LossConfig {f.name} must be a finite number >= 0; got {v!r}")
+            ok = not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
+            self.check(ok and v >= 0, f.name, "a finite number >= 0", v)
 
 
 def _root(squared: torch.Tensor) -> torch.Tensor:

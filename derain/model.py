@@ -32,13 +32,13 @@ from torch import nn
 
 from derain.context import CONTEXT_SIZE, ContextNet, frame_context, row_positions
 from derain.convlstm import LSTMState
-from derain.dict_config import DictConfig
 from derain.flownet import PyramidFlowNet
 from derain.gate import RainGate, gated
 from derain.heads import layers_from_raw, prior_raw
 from derain.mf_alignnet import MFAlignNet
 from derain.mf_derainnet import MFDerainNet
 from derain.recovery import InverseRecovery
+from derain.section import Section
 from derain.sf_derainnet import SFDerainNet
 
 MAX_BASE_CHANNELS = 256
@@ -67,7 +67,7 @@ POSITION_CHANNELS = 1  # with row_position: the row's position in the whole fram
 
 
 @dataclass(frozen=True)
-class ModelConfig(DictConfig):
+class ModelConfig(Section):
     """Network size and the ablation switches of Table 4.
 
     size: "small" (CPU-trainable: 16 base channels, 3 scales) or "paper" (64 base channels, 4 scales).
@@ -99,17 +99,18 @@ class ModelConfig(DictConfig):
     rain_gate: bool = False
 
     def __post_init__(self):
-        if self.size not in SIZES:
-            raise ValueError(f"ModelConfig size must be one of {sorted(SIZES)}; got {self.size!r}")
-        if self.base_channels is not None and (
-            isinstance(self.base_channels, bool)
-            or not isinstance(self.base_channels, int)
-            or not 1 <= self.base_channels <= MAX_BASE_CHANNELS
-        ):
-            raise ValueError(
-                f"ModelConfig base_channels must be an int from 1 to {MAX_BASE_CHANNELS} or None; "
-                f"got {self.base_channels!r}"
-            )
+        self.check(self.size in SIZES, "size", f"one of {sorted(SIZES)}", self.size)
+        self.check(
+            self.base_channels is None
+            or (
+                not isinstance(self.base_channels, bool)
+                and isinstance(self.base_channels, int)
+                and 1 <= self.base_channels <= MAX_BASE_CHANNELS
+            ),
+            "base_channels",
+            f"an int from 1 to {MAX_BASE_CHANNELS} or None",
+            self.base_channels,
+        )
         for name in (
             "use_sf",
             "use_lstm",
@@ -120,16 +121,14 @@ class ModelConfig(DictConfig):
             "additive_rain",
             "rain_gate",
         ):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(
-                    f"ModelConfig {name} must be true or false; got {getattr(self, name)!r}"
-                )
+            self.check(
+                isinstance(getattr(self, name), bool), name, "true or false", getattr(self, name)
+            )
 
     @classmethod
     def ablation(cls, name: str, **kw) -> ModelConfig:
         """The paper's Table 4 variants: "v1".."v4" switch one part off, "v5" is the full model."""
-        if name not in ABLATIONS:
-            raise ValueError(f"unknown ablation {name!r}; allowed: {', '.join(ABLATIONS)}")
+        cls.check(name in ABLATIONS, "variant", f"one of {', '.join(ABLATIONS)}", name)
         return cls(**{**ABLATIONS[name], **kw})
 
     @property

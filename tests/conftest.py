@@ -6,8 +6,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from derain_helpers import make_dataset
+from derain_helpers import TINY_MODEL, make_dataset
 from rainsynth_helpers import SMALL, rainsynth_build
+
+from derain.checkpoint import save_weights
+from derain.model import build_model
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -22,7 +25,7 @@ def one_torch_thread():
 
 @pytest.fixture(autouse=True)
 def keep_denormals():
-    """`rainsynth train` flushes denormals for the whole process (derain.train.flush_denormals);
+    """`rainsynth train` flushes denormals for the whole process (derain.runtime.flush_denormals);
     tests that follow an in-process training in any order draw subnormal floats."""
     yield
     torch.set_flush_denormal(False)
@@ -58,3 +61,22 @@ def frame_folders(tmp_path) -> Path:
             image = rng.integers(0, 256, (40, 64, 3), dtype=np.uint8)
             cv2.imwrite(str(root / sequence / f"{t:03d}.png"), image)
     return root
+
+
+# derain fixtures
+
+
+@pytest.fixture
+def tiny_model():
+    """The tiny network (derain_helpers.TINY_MODEL) as seed 0 draws it, in training mode."""
+    torch.manual_seed(0)
+    return build_model(TINY_MODEL)
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory):
+    """The weights file of :func:`tiny_model` (iteration 0)."""
+    torch.manual_seed(0)
+    model = build_model(TINY_MODEL)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    return save_weights(path, model.state_dict(), model.config.to_dict())

@@ -6,12 +6,21 @@ from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
+import torch
 
 import rainsynth
+from derain.config import TrainConfig
 from rainsynth.dataset import write_clip
 from rainsynth.sources import open_source
 
 TINY_MODEL = {"size": "small", "base_channels": 4}
+N, T, H, W = 1, 3, 32, 32
+"""The shape of the clips of :func:`rain_clip`: (N,T,3,H,W)."""
+
+
+def rain_clip(seed: int = 0, n: int = N, t: int = T, h: int = H, w: int = W) -> torch.Tensor:
+    """A random clip (n,t,3,h,w) in [0, 1), drawn from its own seeded generator."""
+    return torch.rand(n, t, 3, h, w, generator=torch.Generator().manual_seed(seed))
 
 
 def make_dataset(
@@ -59,8 +68,6 @@ def tiny_config(dataset: Path, out: Path, **sections: dict) -> dict:
 
 def write_toml(path: Path, config: dict) -> Path:
     """Write a config dict of sections as TOML (through TrainConfig, which validates it)."""
-    from derain.config import TrainConfig
-
     path.write_text(TrainConfig.from_dict(config).to_toml(), encoding="utf-8")
     return path
 

@@ -55,14 +55,6 @@ def run(root: Path, *args, code: int, message: str, env: dict | None = None):
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = build_model(TINY_MODEL)
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    return save_weights(path, model.state_dict(), model.config.to_dict())
-
-
-@pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("data") / "data", frames=3, size=(32, 32), clips=1)
 
@@ -74,7 +66,7 @@ def frames_folder(folder: Path, sizes=((32, 32),) * 2, suffix=".png") -> Path:
     return folder
 
 
-def test_derain_refuses_to_write_over_its_input(tmp_path, weights, monkeypatch):
+def test_derain_refuses_to_write_over_its_input(tmp_path, tiny_weights, monkeypatch):
     video = write_video(tmp_path / "in.mp4", NOISE)
     (tmp_path / "link.mp4").symlink_to(video)
     monkeypatch.chdir(tmp_path)
@@ -86,7 +78,7 @@ def test_derain_refuses_to_write_over_its_input(tmp_path, weights, monkeypatch):
             "-o",
             output,
             "--weights",
-            weights,
+            tiny_weights,
             code=2,
             message="is the input",
         )
@@ -126,7 +118,7 @@ def test_resume_with_a_changed_config_keeps_config_toml_and_records_the_change(t
     assert [row.split(",")[0] for row in log[1:]] == ["1", "2", "3", "4", "5", "6"]
 
 
-def test_derain_refuses_frames_whose_outputs_clash(tmp_path, weights):
+def test_derain_refuses_frames_whose_outputs_clash(tmp_path, tiny_weights):
     folder = frames_folder(tmp_path / "frames")
     cv2.imwrite(str(folder / "0001.jpg"), NOISE[0])
     run(
@@ -136,7 +128,7 @@ def test_derain_refuses_frames_whose_outputs_clash(tmp_path, weights):
         "-o",
         tmp_path / "out",
         "--weights",
-        weights,
+        tiny_weights,
         code=2,
         message="0001.jpg and 0001.png of",
     )
@@ -211,7 +203,9 @@ def forged_weights(path: Path, tensors: dict, config: dict) -> Path:
     return path
 
 
-def test_weights_and_sizes_are_checked_before_anything_is_allocated(tmp_path, weights, dataset):
+def test_weights_and_sizes_are_checked_before_anything_is_allocated(
+    tmp_path, tiny_weights, dataset
+):
     video = write_video(tmp_path / "in.mp4", NOISE)
     huge = forged_weights(
         tmp_path / "huge.safetensors", {}, {"size": "small", "base_channels": 4096}
@@ -262,7 +256,7 @@ def test_weights_and_sizes_are_checked_before_anything_is_allocated(tmp_path, we
     )
 
 
-def test_tiling_that_cannot_cover_a_frame_and_nan_weights_are_errors(tmp_path, weights):
+def test_tiling_that_cannot_cover_a_frame_and_nan_weights_are_errors(tmp_path, tiny_weights):
     video = write_video(tmp_path / "in.mp4", NOISE)
     run(
         tmp_path,
@@ -336,7 +330,7 @@ def test_build_on_error_skip_skips_videos_whose_header_cannot_be_read(tmp_path):
     assert skipped == ["cut.mp4", "text.mp4"] and len(manifest["clips"]) == 2
 
 
-def test_tracebacks_become_one_line_messages(tmp_path, weights, dataset):
+def test_tracebacks_become_one_line_messages(tmp_path, tiny_weights, dataset):
     run(
         tmp_path,
         "build",
@@ -355,7 +349,7 @@ def test_tracebacks_become_one_line_messages(tmp_path, weights, dataset):
         "-o",
         tmp_path / "out",
         "--weights",
-        weights,
+        tiny_weights,
         code=2,
         message="the frames of a folder must have one size",
     )
@@ -366,7 +360,7 @@ def test_tracebacks_become_one_line_messages(tmp_path, weights, dataset):
 
 
 def test_outputs_under_a_file_or_in_a_read_only_folder_are_refused(
-    tmp_path, weights, dataset, monkeypatch
+    tmp_path, tiny_weights, dataset, monkeypatch
 ):
     config = write_toml(tmp_path / "c.toml", tiny_config(dataset, tmp_path / "unused"))
     video = write_video(tmp_path / "in.mp4", NOISE)
@@ -374,7 +368,7 @@ def test_outputs_under_a_file_or_in_a_read_only_folder_are_refused(
 
     def commands(target: Path) -> list[list]:
         return [
-            ["derain", video, "-o", target, "--weights", weights],
+            ["derain", video, "-o", target, "--weights", tiny_weights],
             ["train", "--config", config, "-o", target],
             ["pretrain-flow", "--config", config, "-o", target],
             ["preview", "-o", target],
@@ -391,7 +385,7 @@ def test_outputs_under_a_file_or_in_a_read_only_folder_are_refused(
         assert "free the space" not in result.output
 
 
-def test_outputs_follow_the_umask(tmp_path, weights):
+def test_outputs_follow_the_umask(tmp_path, tiny_weights):
     video = write_video(tmp_path / "in.mp4", NOISE)
     folder = frames_folder(tmp_path / "frames")
     old = os.umask(0o027)
@@ -403,7 +397,7 @@ def test_outputs_follow_the_umask(tmp_path, weights):
             "-o",
             tmp_path / "o.mp4",
             "--weights",
-            weights,
+            tiny_weights,
             "-q",
             code=0,
             message="",
@@ -415,7 +409,7 @@ def test_outputs_follow_the_umask(tmp_path, weights):
             "-o",
             tmp_path / "o",
             "--weights",
-            weights,
+            tiny_weights,
             "-q",
             code=0,
             message="",
@@ -434,7 +428,7 @@ def test_every_command_takes_q_and_h_and_writers_take_o(name):
     assert ("-o, --out" in result.output) == (name in WRITERS)
 
 
-def test_exit_codes_are_documented_and_devices_checked(tmp_path, weights):
+def test_exit_codes_are_documented_and_devices_checked(tmp_path, tiny_weights):
     text = CliRunner().invoke(main, ["-h"]).output
     assert "Exit codes:" in text and "RAINSYNTH_" in text
     video = write_video(tmp_path / "in.mp4", NOISE)

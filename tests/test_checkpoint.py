@@ -31,16 +31,10 @@ from derain.checkpoint import (
     set_rng_state,
 )
 from derain.config import TrainConfig
-from derain.model import ModelConfig, build_model
+from derain.model import ABLATIONS, ModelConfig, build_model
 from rainsynth.errors import RainsynthError
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def model():
-    torch.manual_seed(0)
-    return build_model(TINY_MODEL)
 
 
 def _save(path, model, config=None):
@@ -48,14 +42,14 @@ def _save(path, model, config=None):
     return save_weights(path, model.state_dict(), config.to_dict(), iteration=7)
 
 
-def test_round_trip_rebuilds_the_network_from_the_file_alone(tmp_path, model):
-    path = _save(tmp_path / "w.safetensors", model)
+def test_round_trip_rebuilds_the_network_from_the_file_alone(tmp_path, tiny_model):
+    path = _save(tmp_path / "w.safetensors", tiny_model)
     loaded, metadata = load_model(path)
     assert (
         metadata["iteration"] == "7" and json.loads(metadata["model_config"])["base_channels"] == 4
     )
-    assert loaded.config == model.config and not loaded.training
-    for key, value in model.state_dict().items():
+    assert loaded.config == tiny_model.config and not loaded.training
+    for key, value in tiny_model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value)
     assert not list(tmp_path.glob(".*tmp"))  # nothing temporary left behind
 
@@ -70,30 +64,30 @@ def test_malformed_files_raise_a_clear_error(tmp_path, content):
         load_model(path)
 
 
-def test_truncated_file_is_rejected(tmp_path, model):
-    path = _save(tmp_path / "w.safetensors", model)
+def test_truncated_file_is_rejected(tmp_path, tiny_model):
+    path = _save(tmp_path / "w.safetensors", tiny_model)
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(CheckpointError, match="not a valid safetensors"):
         read_weights(path)
 
 
-def test_missing_file_and_missing_metadata(tmp_path, model):
+def test_missing_file_and_missing_metadata(tmp_path, tiny_model):
     with pytest.raises(RainsynthError, match="does not exist"):  # bad input, not a bad file
         load_model(tmp_path / "absent.safetensors")
     plain = tmp_path / "plain.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(plain))
+    save_file({k: v.contiguous() for k, v in tiny_model.state_dict().items()}, str(plain))
     with pytest.raises(CheckpointError, match="format None.*expected 'rainsynth-derain'"):
         load_model(plain)
 
 
-def test_missing_unexpected_and_misshapen_tensors_are_named(tmp_path, model):
-    state = dict(model.state_dict())
+def test_missing_unexpected_and_misshapen_tensors_are_named(tmp_path, tiny_model):
+    state = dict(tiny_model.state_dict())
     dropped = sorted(state)[0]
     del state[dropped]
     state["extra.weight"] = torch.zeros(2)
     resized = sorted(state)[3]
     state[resized] = torch.zeros(*[s + 1 for s in state[resized].shape])
-    path = save_weights(tmp_path / "w.safetensors", state, model.config.to_dict())
+    path = save_weights(tmp_path / "w.safetensors", state, tiny_model.config.to_dict())
     with pytest.raises(CheckpointError) as error:
         load_model(path)
     message = str(error.value)
@@ -102,9 +96,11 @@ def test_missing_unexpected_and_misshapen_tensors_are_named(tmp_path, model):
     assert f"{resized}: file" in message and "vs network" in message
 
 
-def test_weights_of_another_config_do_not_load_into_this_network(tmp_path, model):
+def test_weights_of_another_config_do_not_load_into_this_network(tmp_path, tiny_model):
     bigger = build_model({**TINY_MODEL, "base_channels": 8})
-    path = save_weights(tmp_path / "w.safetensors", bigger.state_dict(), model.config.to_dict())
+    path = save_weights(
+        tmp_path / "w.safetensors", bigger.state_dict(), tiny_model.config.to_dict()
+    )
     with pytest.raises(CheckpointError, match="shape"):
         load_model(path)
     honest = _save(tmp_path / "h.safetensors", bigger)
@@ -116,22 +112,22 @@ def test_weights_of_another_config_do_not_load_into_this_network(tmp_path, model
         load_model(broken)
 
 
-def test_a_flow_file_is_not_taken_for_a_whole_network(tmp_path, model):
+def test_a_flow_file_is_not_taken_for_a_whole_network(tmp_path, tiny_model):
     path = save_weights(
         tmp_path / "f.safetensors",
-        model.flownet.state_dict(),
-        model.config.to_dict(),
+        tiny_model.flownet.state_dict(),
+        tiny_model.config.to_dict(),
         kind=FLOW_FORMAT,
     )
     with pytest.raises(CheckpointError, match="pretrained flow network"):
         load_model(path)
     tensors, _ = read_weights(path, kind=FLOW_FORMAT)
-    assert set(tensors) == set(model.flownet.state_dict())
+    assert set(tensors) == set(tiny_model.flownet.state_dict())
 
 
-def test_training_state_round_trip_is_weights_only(tmp_path, model):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model(torch.rand(1, 2, 3, 32, 32))["B"].mean().backward()
+def test_training_state_round_trip_is_weights_only(tmp_path, tiny_model):
+    optimizer = torch.optim.AdamW(tiny_model.parameters(), lr=1e-3)
+    tiny_model(torch.rand(1, 2, 3, 32, 32))["B"].mean().backward()
     optimizer.step()
     random.seed(3)
     np.random.seed(3)  # noqa: NPY002 - the legacy global stream is what is saved
@@ -147,7 +143,7 @@ def test_training_state_round_trip_is_weights_only(tmp_path, model):
     loaded = load_state(path)
     set_rng_state(loaded["rng"])
     assert (random.random(), np.random.random(), torch.rand(1)) == expected  # noqa: NPY002
-    fresh = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    fresh = torch.optim.AdamW(tiny_model.parameters(), lr=1e-3)
     fresh.load_state_dict(loaded["optimizer"])
     for a, b in zip(fresh.state.values(), optimizer.state.values(), strict=True):
         assert torch.equal(a["exp_avg"], b["exp_avg"])
@@ -163,15 +159,15 @@ def test_state_files_with_arbitrary_pickles_are_refused(tmp_path):
         load_state(tmp_path / "junk.pt")
 
 
-def test_latest_checkpoint_ignores_incomplete_pairs_and_prunes(tmp_path, model):
-    optimizer = torch.optim.AdamW(model.parameters())
+def test_latest_checkpoint_ignores_incomplete_pairs_and_prunes(tmp_path, tiny_model):
+    optimizer = torch.optim.AdamW(tiny_model.parameters())
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1.0)
     for iteration in (2, 4, 6):
         save_checkpoint(
             tmp_path,
             iteration,
-            model,
-            model.config.to_dict(),
+            tiny_model,
+            tiny_model.config.to_dict(),
             optimizer,
             scheduler,
             elapsed=0.0,
@@ -188,8 +184,8 @@ def test_latest_checkpoint_ignores_incomplete_pairs_and_prunes(tmp_path, model):
     assert latest_checkpoint(tmp_path) == 4
 
 
-def test_weights_resolution(tmp_path, model):
-    path = _save(tmp_path / "w.safetensors", model)
+def test_weights_resolution(tmp_path, tiny_model):
+    path = _save(tmp_path / "w.safetensors", tiny_model)
     assert resolve_weights(path) == path
     with pytest.raises(RainsynthError, match="does not exist"):
         resolve_weights(tmp_path / "nope.safetensors")
@@ -207,3 +203,13 @@ def test_bundled_weights_fit_the_network_and_run():
     with torch.no_grad():
         clean = model(rain)["B"]
     assert clean.shape == rain.shape and torch.isfinite(clean).all()
+
+
+@pytest.mark.parametrize("name", ABLATIONS)
+def test_every_ablation_round_trips_through_a_weights_file(name, tmp_path):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.ablation(name, **TINY_MODEL))
+    loaded, _ = load_model(_save(tmp_path / "w.safetensors", model))
+    assert loaded.config == model.config
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())

@@ -9,23 +9,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from derain_helpers import TINY_MODEL
 
 from derain import evaluate
-from derain.checkpoint import save_weights
 from derain.evaluate import median5, quantise
 from derain.inference import FrameDerainer
 from derain.metrics import psnr_y, ssim_y, temporal_consistency
-from derain.model import build_model
 from rainsynth.dataset import read_dataset
-
-
-@pytest.fixture(scope="module")
-def model_and_weights(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model(TINY_MODEL).eval()
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    return model, save_weights(path, model.state_dict(), model.config.to_dict())
 
 
 def _expected(clips, outputs):
@@ -67,8 +56,10 @@ def test_rain_and_median5_reports_equal_the_metric_functions(dataset, tmp_path):
         assert data["mean"]["dry_error"] == "nan"  # haze covers every pixel of these presets
 
 
-def test_model_report_equals_streamed_outputs_scored_by_hand(dataset, model_and_weights, tmp_path):
-    model, weights = model_and_weights
+def test_model_report_equals_streamed_outputs_scored_by_hand(
+    dataset, tiny_model, tiny_weights, tmp_path
+):
+    model, weights = tiny_model.eval(), tiny_weights
     report = tmp_path / "model.csv"
     frames = tmp_path / "frames"
     args = ["--data", str(dataset), "--weights", str(weights), "--presets", "light"]

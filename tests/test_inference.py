@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from derain_helpers import TINY_MODEL, write_video
+from derain_helpers import write_video
 from torch import nn
 
-from derain.checkpoint import save_weights
 from derain.context import frame_context
 from derain.inference import (
     FrameDerainer,
@@ -26,22 +25,9 @@ from derain.inference import (
     read_video,
     tile_starts,
 )
-from derain.model import build_model
 from derain.padding import InputPadder
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return build_model(TINY_MODEL).eval()
-
-
-@pytest.fixture(scope="module")
-def weights(model, tmp_path_factory):
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    return save_weights(path, model.state_dict(), model.config.to_dict())
 
 
 def _frames(count: int, h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -55,7 +41,8 @@ def _frames(count: int, h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.clip(frames + rng.normal(0, 4, frames.shape), 0, 255).astype(np.uint8)
 
 
-def test_streaming_equals_the_clip_forward_pass_with_padding(model):
+def test_streaming_equals_the_clip_forward_pass_with_padding(tiny_model):
+    model = tiny_model.eval()
     frames = _frames(4, 40, 56)  # not multiples of model.size_multiple: padded and cropped back
     derainer = FrameDerainer(model, torch.device("cpu"), tile=0)
     streamed = np.stack([derainer(f) for f in frames])
@@ -106,7 +93,8 @@ def test_tiles_cover_blend_exactly_and_keep_their_own_state():
         torch.testing.assert_close(context, whole_context)
 
 
-def test_tiled_network_output_is_close_to_untiled(model):
+def test_tiled_network_output_is_close_to_untiled(tiny_model):
+    model = tiny_model.eval()
     frames = _frames(3, 48, 80)
     whole = FrameDerainer(model, torch.device("cpu"), tile=0)
     tiled = FrameDerainer(model, torch.device("cpu"), tile=48, overlap=16)
@@ -116,7 +104,7 @@ def test_tiled_network_output_is_close_to_untiled(model):
     assert np.abs(a - b).mean() < 0.05  # differences only from the network's limited context
 
 
-def test_derain_folder_and_video_give_the_same_count_and_size(weights, tmp_path):
+def test_derain_folder_and_video_give_the_same_count_and_size(tiny_weights, tmp_path):
     frames = _frames(6, 40, 56)
     folder = tmp_path / "in"
     folder.mkdir()
@@ -125,7 +113,15 @@ def test_derain_folder_and_video_give_the_same_count_and_size(weights, tmp_path)
     runner = CliRunner()
     result = runner.invoke(
         derain_command,
-        [str(folder), "-o", str(tmp_path / "out"), "--weights", str(weights), "--device", "cpu"],
+        [
+            str(folder),
+            "-o",
+            str(tmp_path / "out"),
+            "--weights",
+            str(tiny_weights),
+            "--device",
+            "cpu",
+        ],
     )
     assert result.exit_code == 0, result.output
     written = sorted((tmp_path / "out").iterdir())
@@ -133,7 +129,7 @@ def test_derain_folder_and_video_give_the_same_count_and_size(weights, tmp_path)
     assert all(cv2.imread(str(p)).shape == (40, 56, 3) for p in written)
 
     video = write_video(tmp_path / "in.mp4", frames)
-    args = [str(video), "-o", str(tmp_path / "out.mp4"), "--weights", str(weights)]
+    args = [str(video), "-o", str(tmp_path / "out.mp4"), "--weights", str(tiny_weights)]
     result = runner.invoke(derain_command, [*args, "--no-progress"])
     assert result.exit_code == 0, result.output
     meta, decoded = read_video(tmp_path / "out.mp4")
@@ -143,11 +139,11 @@ def test_derain_folder_and_video_give_the_same_count_and_size(weights, tmp_path)
     assert not list(tmp_path.glob(".*"))  # no temporary files or folders left
 
 
-def test_derain_command_rejects_mismatched_outputs(weights, tmp_path):
+def test_derain_command_rejects_mismatched_outputs(tiny_weights, tmp_path):
     runner = CliRunner()
     video = write_video(tmp_path / "in.mp4", _frames(2, 32, 32))
     result = runner.invoke(
-        derain_command, [str(video), "-o", str(tmp_path / "x"), "--weights", str(weights)]
+        derain_command, [str(video), "-o", str(tmp_path / "x"), "--weights", str(tiny_weights)]
     )
     assert result.exit_code == 2 and "must be a video file" in result.output
     result = runner.invoke(derain_command, [str(tmp_path), "-o", str(tmp_path / "x.mp4")])
@@ -204,11 +200,11 @@ def _peak_rss_mb(video: Path, out: Path, weights: Path) -> float:
 @pytest.mark.skipif(
     not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux /proc peak-RSS reset"
 )
-def test_streaming_memory_does_not_grow_with_video_length(weights, tmp_path):
+def test_streaming_memory_does_not_grow_with_video_length(tiny_weights, tmp_path):
     """A 10x longer video needs no more memory: the whole output held in memory would add
     120 frames x 192x256x3 float32 = 71 MB, the frames decoded at once 18 MB."""
     short = write_video(tmp_path / "short.mp4", _frames(12, 192, 256))
     long = write_video(tmp_path / "long.mp4", _frames(120, 192, 256))
-    peak_short = _peak_rss_mb(short, tmp_path / "s.mp4", weights)
-    peak_long = _peak_rss_mb(long, tmp_path / "l.mp4", weights)
+    peak_short = _peak_rss_mb(short, tmp_path / "s.mp4", tiny_weights)
+    peak_long = _peak_rss_mb(long, tmp_path / "l.mp4", tiny_weights)
     assert peak_long - peak_short < 12, (peak_short, peak_long)
