@@ -28,7 +28,6 @@ import math
 import os
 import random
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -42,6 +41,7 @@ from safetensors.torch import save_file
 import rainsynth
 from derain.model import ModelConfig, build_model
 from rainsynth.errors import RainsynthError, RunError
+from rainsynth.fileio import atomic_file
 from rainsynth.outputs import follow_umask
 
 MODEL_FORMAT = "rainsynth-derain"
@@ -56,22 +56,16 @@ class CheckpointError(RunError):
     """A weights or state file is malformed or does not match the network."""
 
 
-def atomic_write(path: str | Path, write: Callable[[str], None], suffix: str = ".tmp") -> Path:
-    """Call ``write(temp_path)``, fsync, then rename to ``path`` (same folder): all or nothing.
-    The temporary file's name ends in ``suffix`` (a video writer reads its format there)."""
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+    """Call ``write(temp_path)``, fsync, then rename to ``path``: all or nothing
+    (rainsynth.fileio.atomic_file; the temporary name keeps the suffix a video writer reads)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(temp)
+    with atomic_file(path) as temp:
+        write(str(temp))
         with open(temp, "rb+") as handle:
             os.fsync(handle.fileno())
         follow_umask(temp)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
     return path
 
 

@@ -27,7 +27,7 @@ from derain.losses import LossConfig
 from derain.model import ModelConfig
 from derain.runtime import DEVICE_HELP, is_device
 from derain.section import ConfigError, Section
-from rainsynth.compat import tomllib
+from rainsynth.tomlfile import loads_toml
 
 SCHEDULES = ("cosine", "step", "constant")
 
@@ -255,12 +255,9 @@ SECTIONS: dict[str, type[Section]] = {
 
 
 def read_toml(text: str, source: str) -> dict:
-    """Parse TOML text (the one place derain reads TOML); ConfigError naming ``source`` when it
-    is not valid TOML."""
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source} is not valid TOML: {exc}") from None
+    """Parse TOML text with rainsynth's one TOML reader; ConfigError naming ``source`` when it is
+    not valid TOML."""
+    return loads_toml(text, source, error=ConfigError)
 
 
 def apply_override(data: dict, item: str) -> None:

@@ -29,11 +29,13 @@ import torch
 from tqdm import tqdm
 
 from derain.checkpoint import atomic_write, load_model, resolve_weights
-from derain.inference import MAX_TILE, OVERLAP, FrameDerainer, check_tiling, to_uint8, write_png
+from derain.inference import MAX_TILE, OVERLAP, FrameDerainer, check_tiling
 from derain.metrics import psnr_y, rain_free_change, rain_free_mask, ssim_y, temporal_consistency
 from derain.runtime import device_option, pick_device
 from rainsynth.cli import Command
+from rainsynth.composite import to_uint8
 from rainsynth.errors import RainsynthError
+from rainsynth.fileio import write_png
 from rainsynth.outputs import check_output
 from rainsynth.paired import read_clips
 

@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
-import cv2
 import imageio_ffmpeg
 import numpy as np
 import torch
@@ -31,11 +30,12 @@ from derain.model import VideoDerainer
 from derain.padding import InputPadder
 from derain.runtime import autocast, device_option, pick_device
 from rainsynth.cli import Command
+from rainsynth.composite import to_uint8
 from rainsynth.errors import RainsynthError, SourceError
+from rainsynth.fileio import VIDEO_EXTENSIONS, write_png
 from rainsynth.outputs import check_output, follow_umask
 from rainsynth.sources.base import IMAGE_EXTENSIONS, natural_key, read_image
 
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
 MAX_TILE = 4096
 """Largest tile side, px (--tile)."""
 OVERLAP = 32
@@ -230,7 +230,7 @@ def derain_video(
         if count == 0:
             raise SourceError(f"video {source} has no frames")
 
-    atomic_write(target, write, suffix=target.suffix)
+    atomic_write(target, write)
     return count
 
 
@@ -269,17 +269,6 @@ def derain_folder(
                 leftover.unlink()
             temp.rmdir()
     return len(files)
-
-
-def to_uint8(frame: np.ndarray) -> np.ndarray:
-    """float in [0, 1] -> uint8, rounded to nearest."""
-    return np.rint(np.clip(frame, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def write_png(path: Path, frame: np.ndarray) -> None:
-    """Write an RGB frame (H, W, 3) uint8 as PNG; OSError when it cannot be written."""
-    if not cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
 
 
 _EPILOG = """\b

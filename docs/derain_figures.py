@@ -22,7 +22,8 @@ import torch
 
 from derain.checkpoint import load_model, resolve_weights
 from derain.evaluate import derain_clip
-from derain.inference import FrameDerainer, to_uint8
+from derain.inference import FrameDerainer
+from rainsynth.composite import to_uint8
 from rainsynth.dataset import read_dataset
 from rainsynth.fileio import draw_label, write_png
 from rainsynth.preview import LABEL_SCALE
