@@ -8,8 +8,10 @@ from pathlib import Path
 
 import click
 
+from rainsynth import browser, card, dataset
 from rainsynth.build import BuildOptions, build
 from rainsynth.build.executors import cores
+from rainsynth.build.output import MANIFEST, counts, locked
 from rainsynth.build.plan import ON_ERROR
 from rainsynth.cli import Command
 from rainsynth.errors import RainsynthError, SourceError
@@ -193,3 +195,51 @@ def build_command(
             f"{error}. The unfinished clip was removed and finished clips are kept: free "
             "the space (or fix the problem) and run the same command again to resume."
         ) from None
+
+
+@click.command("card", cls=Command)
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.option("-q", "--quiet", is_flag=True, help="No status lines.")
+def card_command(out: str, quiet: bool) -> None:
+    """Write the dataset card and the dataset browser of the built dataset OUT again.
+
+    \b
+    Rewrites, from OUT/manifest.json:
+      README.md, preview.png, parameters.png   the dataset card
+      index.html                               the dataset browser (open it from disk)
+
+    It makes the browser previews (OUT/browser/) of the clips that have none, e.g. in a dataset
+    built by an earlier version; previews already there are kept. Clips and manifest stay as
+    they are.
+
+    \b
+    Example:
+      rainsynth card out/data && xdg-open out/data/index.html
+    """
+    folder = Path(out)
+    if not (folder / MANIFEST).is_file():
+        raise RainsynthError(
+            f"{folder} has no {MANIFEST}: it is not a finished rainsynth dataset (run the "
+            "command that built it again to finish it)"
+        )
+    with locked(folder):
+        manifest = dataset.read_json(folder / MANIFEST)
+        if not isinstance(manifest.get("clips"), list):
+            raise RainsynthError(f"{folder / MANIFEST} has no list of clips: not a manifest")
+        manifest = _in_build_order(manifest)
+        missing = len(browser.missing_previews(folder, manifest["clips"]))
+        if missing and not quiet:
+            click.echo(f"making the browser previews of {missing} clips", err=True)
+        card.write_card(folder, manifest)
+    if not quiet:
+        click.echo(f"wrote {folder / card.CARD} and {folder / browser.PAGE}", err=True)
+
+
+def _in_build_order(manifest: dict) -> dict:
+    """The manifest with its presets and counts in the build's order (manifest.json sorts its
+    keys): presets in the order their first clips come (then any without clips), counts
+    recomputed from the clips; so the card written again has the build's bytes."""
+    order = list(dict.fromkeys(item["preset"] for item in manifest["clips"]))
+    order += [name for name in manifest["presets"] if name not in order]
+    presets = {name: manifest["presets"][name] for name in order}
+    return {**manifest, "presets": presets, "counts": counts(manifest["clips"])}

@@ -18,7 +18,7 @@ from rainsynth.errors import RainsynthError
 COMMANDS = {
     "preview": "rainsynth.preview:preview_command",
     "build": "rainsynth.build_cli:build_command",
-    "card": "rainsynth.card:card_command",
+    "card": "rainsynth.build_cli:card_command",
     "export": "rainsynth.export:export_command",
     "train": "derain.train:train_command",
     "test": "derain.evaluate:test_command",

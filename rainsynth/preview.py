@@ -19,6 +19,7 @@ from rainsynth.composite import RainClip
 from rainsynth.errors import RainsynthError
 from rainsynth.fileio import atomic_file, draw_label, parse_size, write_png
 from rainsynth.outputs import check_output
+from rainsynth.sources import open_source
 from rainsynth.sources.base import MAX_FRAMES, MAX_SIDE
 
 PANELS = ("clean", "rain", "S", "U", "beta", "alpha")
@@ -62,8 +63,6 @@ def preview_clip(
     source: str | None, *, frames: int, size: tuple[int, int], seed: int, index: int
 ) -> np.ndarray:
     """The clean clip to preview: (T, H, W, 3) uint8 from a video, a frame folder or the built-in source."""
-    from rainsynth.sources import open_source
-
     if source is None:
         opened = open_source("builtin", frames=frames, size=size, seed=seed, count=index + 1)
     else:

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from rainsynth import browser, dataset
 from rainsynth.build import BuildOptions, build
-from rainsynth.card import card_command
+from rainsynth.build_cli import card_command
 from rainsynth.params import parameter_table
 from rainsynth.preview import PANELS
 

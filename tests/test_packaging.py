@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import configparser
 import importlib
 import pkgutil
@@ -97,3 +98,56 @@ def test_package_data_ships_every_data_file():
     assert any(path.name == "browser.html" for path in files)
     for path in files:
         assert any(path.match(pattern) for pattern in patterns), f"{path} is not package data"
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports (anywhere in its file), read from the source:
+    ``from a.b import c`` counts as a.b.c when that is a module (a.b has then started already,
+    as Python imports a submodule), else as a.b."""
+    names = set(modules()) | {"rainsynth", "derain"}
+    graph = {}
+    for name in names:
+        module = importlib.util.find_spec(name)
+        tree = ast.parse(Path(module.origin).read_text("utf-8"))
+        edges = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [f"{node.module}.{alias.name}" for alias in node.names]
+                targets = [t if t in names else node.module for t in targets]
+            else:
+                continue
+            edges |= {t for t in targets if t in names and t != name}
+        graph[name] = edges
+    return graph
+
+
+def test_no_import_cycle_between_project_modules():
+    graph = import_graph()
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        if name in path:
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(name) :] + [name]))
+        if name in done:
+            return
+        for target in sorted(graph[name]):
+            visit(target, [*path, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+
+
+def test_derain_imports_run_one_way():
+    """runtime <- inference <- evaluate <- train: no module imports one to its right."""
+    graph = import_graph()
+    order = ["derain.runtime", "derain.inference", "derain.evaluate", "derain.train"]
+    for i, name in enumerate(order):
+        assert not graph[name] & set(order[i + 1 :]), name
+
+
+@pytest.mark.parametrize("name", ["rainsynth.build", "derain.train", "derain.evaluate"])
+def test_a_module_imports_alone_in_a_fresh_interpreter(name):
+    subprocess.run([sys.executable, "-c", f"import {name}"], check=True, cwd=ROOT)

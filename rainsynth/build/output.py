@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rainsynth import browser, dataset
 from rainsynth.build.plan import Plan
+from rainsynth.card import CARD_FILES, card_files, write_card
 from rainsynth.errors import RainsynthError
 from rainsynth.fileio import TEMP_PREFIX, write_atomic
 from rainsynth.sources.split import SIDES
@@ -49,8 +50,6 @@ def locked(out: Path) -> Iterator[None]:
 
 def _check_out(out: Path) -> None:
     """RainsynthError unless `out` is missing, empty, or holds only what a build writes there."""
-    from rainsynth.card import CARD_FILES
-
     if out.exists() and not out.is_dir():
         raise RainsynthError(f"--out {out} is a file; give a folder for the dataset")
     ours = {MANIFEST, LOCK, *CARD_FILES, *SIDES}
@@ -121,8 +120,6 @@ def finish(out: Path, manifest: dict) -> None:
 
     Both are skipped when an identical manifest and the card are already there.
     """
-    from rainsynth.card import card_files, write_card
-
     data = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
     path = out / MANIFEST
     card = [out / name for name in card_files(manifest)]
