@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -81,3 +84,16 @@ def write_video(path: Path, frames: np.ndarray, fps: float = 12.0) -> Path:
         writer.send(np.ascontiguousarray(frame).tobytes())
     writer.close()
     return path
+
+
+def train_process(config: Path, *args: str) -> subprocess.Popen:
+    """`python -m derain.train --config CONFIG ARGS` in a new process, one thread, output piped."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "OMP_NUM_THREADS": "1",
+    }
+    command = [sys.executable, "-m", "derain.train", "--config", str(config), "--no-progress"]
+    return subprocess.Popen(
+        [*command, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )

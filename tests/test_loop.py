@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import csv
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from derain_helpers import tiny_config, write_toml
+from derain_helpers import tiny_config, train_process, write_toml
 
 from derain.checkpoint import CheckpointError, latest_checkpoint, read_weights
 from derain.config import ConfigError, TrainConfig
@@ -22,20 +19,12 @@ from derain.train import train
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run(config: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "derain.train", "--config", str(config), "--no-progress"]
-    return subprocess.Popen(
-        [*command, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-
-
 def test_killed_and_resumed_run_ends_with_bitwise_the_same_weights(dataset, tmp_path):
     sections = {"optim": {"iterations": 24}, "run": {"checkpoint_every": 4, "keep_checkpoints": 2}}
     straight = write_toml(tmp_path / "a.toml", tiny_config(dataset, tmp_path / "a", **sections))
     killed = write_toml(tmp_path / "b.toml", tiny_config(dataset, tmp_path / "b", **sections))
-    reference = _run(straight)
-    victim = _run(killed)
+    reference = train_process(straight)
+    victim = train_process(killed)
     folder = tmp_path / "b" / "checkpoints"
     deadline = time.monotonic() + 120
     while latest_checkpoint(folder) is None and victim.poll() is None:
@@ -47,7 +36,7 @@ def test_killed_and_resumed_run_ends_with_bitwise_the_same_weights(dataset, tmp_
     assert victim.returncode == -signal.SIGKILL
     assert stopped_at is not None and stopped_at < 24, "the run finished before it was killed"
     assert not (tmp_path / "b" / "model.safetensors").exists()
-    resumed = _run(killed, "--resume")
+    resumed = train_process(killed, "--resume")
     assert resumed.wait(timeout=300) == 0, resumed.stdout.read().decode()
     assert reference.wait(timeout=300) == 0, reference.stdout.read().decode()
     a, _ = read_weights(tmp_path / "a" / "model.safetensors")

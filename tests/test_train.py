@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from derain_helpers import tiny_config, write_toml
+from derain_helpers import tiny_config, train_process, write_toml
 
 import derain.train as train_module
 from derain.checkpoint import load_model, read_weights
@@ -122,14 +122,6 @@ def test_a_model_trains_on_the_whole_frame_facts_it_reads(dataset, tmp_path, mon
     assert seen == [(False, False), (True, False), (False, True)]
 
 
-def _run(config: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "derain.train", "--config", str(config), "--no-progress"]
-    return subprocess.Popen(
-        [*command, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-
-
 def test_train_command_help_teaches_and_overrides_apply(dataset, tmp_path):
     runner = CliRunner()
     help_text = runner.invoke(train_command, ["--help"]).output
@@ -163,7 +155,7 @@ def test_torchrun_two_cpu_processes_match_one_process_with_the_global_batch(data
     command += ["-m", "derain.train", "--config", str(ddp), "--no-progress"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    reference = _run(one)
+    reference = train_process(one)
     assert reference.wait(timeout=300) == 0, reference.stdout.read().decode()
     a, _ = read_weights(tmp_path / "ddp" / "model.safetensors")
     b, _ = read_weights(tmp_path / "one" / "model.safetensors")
