@@ -185,3 +185,20 @@ def layers_from_raw(
     grey, tint = raw["A"][:, :1], raw["A"][:, 1:]
     layers["A"] = torch.sigmoid(grey + TINT * torch.tanh(tint))
     return layers
+
+
+def streak_bound(rain_t: torch.Tensor, rain_prev: torch.Tensor, window: int = 1) -> torch.Tensor:
+    """The most light a streak can add to each pixel of frame t (ModelConfig.streak_bound).
+
+    rain_t O~_t and rain_prev O~^F_{t-1}, the previous rain frame aligned to t, both (N,3,H,W);
+    window w (odd, pixels) -> (N,1,H,W) >= 0. A streak adds the same light to every channel
+    (Eq. 3: O~ = ... + S) and, drawn afresh each frame, is rarely at the same place in two frames,
+    so S_t <= O~_t - O~^F_{t-1} in every channel wherever frame t-1 has none there; this is the
+    temporal photometric constraint of rain (Garg and Nayar, "Detection and Removal of Rain from
+    Videos", CVPR 2004: a rain pixel is brighter than the same pixel in the neighbouring frames).
+    Against the brightest O~^F_{t-1} in the w x w window around each pixel, texture the flow
+    misplaces by up to w // 2 pixels cannot pass for a streak either.
+    """
+    if window > 1:
+        rain_prev = F.max_pool2d(rain_prev, window, stride=1, padding=window // 2)
+    return (rain_t - rain_prev).amin(dim=1, keepdim=True).clamp(min=0.0)

@@ -34,7 +34,7 @@ from derain.context import CONTEXT_SIZE, ContextNet, frame_context, row_position
 from derain.convlstm import LSTMState
 from derain.flownet import PyramidFlowNet
 from derain.gate import RainGate, gated
-from derain.heads import layers_from_raw, prior_raw
+from derain.heads import layers_from_raw, prior_raw, streak_bound
 from derain.mf_alignnet import MFAlignNet
 from derain.mf_derainnet import MFDerainNet
 from derain.recovery import InverseRecovery
@@ -63,6 +63,7 @@ ABLATIONS: dict[str, dict[str, bool]] = {
     "v5": {},
 }
 LAYER_NAMES = ("S", "U", "beta", "R", "A")
+STREAK_BOUND_WINDOWS = (0, 1, 3, 5)
 POSITION_CHANNELS = 1  # with row_position: the row's position in the whole frame
 
 
@@ -85,6 +86,11 @@ class ModelConfig(Section):
         (Eq. 3), and can be exactly 0 where there is none (derain.heads.layers_from_raw).
     rain_gate: a per-frame gate g in [0, 1] scales both stages' change to the frame (derain.gate):
         g = 0 returns a rain-free frame exactly as it came.
+    streak_bound: 0 (off), or an odd window w in pixels: the final streak layer S^M_t is at most
+        what frame t gained over the brightest pixel of the previous rain frame, aligned to t,
+        in the w x w window around it (derain.heads.streak_bound): a streak is a brightening that
+        the neighbouring frame does not share, so texture both frames hold (to within the flow's
+        error, w // 2 pixels) cannot be taken as rain.
     """
 
     size: str = "small"
@@ -97,9 +103,22 @@ class ModelConfig(Section):
     row_position: bool = False
     additive_rain: bool = False
     rain_gate: bool = False
+    streak_bound: int = 0
 
     def __post_init__(self):
         self.check(self.size in SIZES, "size", f"one of {sorted(SIZES)}", self.size)
+        self.check(
+            self.streak_bound in STREAK_BOUND_WINDOWS,
+            "streak_bound",
+            f"one of {', '.join(map(str, STREAK_BOUND_WINDOWS))} (0 = off, else the window in px)",
+            self.streak_bound,
+        )
+        self.check(
+            not (self.streak_bound and not self.use_recovery),
+            "streak_bound",
+            "0 when use_recovery is false (v3 has no streak layer)",
+            self.streak_bound,
+        )
         self.check(
             self.base_channels is None
             or (
@@ -318,6 +337,9 @@ class VideoDerainer(nn.Module):
         )
         raw_m = {k: raw_s[k] + delta[k] for k in raw_s}  # v^M = v^S + delta
         layers_m = layers_from_raw(raw_m, self.config.additive_rain)
+        if self.config.streak_bound and state.clean_prev is not None:
+            bound = streak_bound(rain_t, rain_prev, self.config.streak_bound)
+            layers_m["S"] = torch.minimum(layers_m["S"], bound)
         clean_m = self._clean(rain_t, layers_m, gate)
         out["B"] = clean_m
         out.update({f"{k}_M": layers_m[k] for k in LAYER_NAMES})

@@ -7,7 +7,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from derain.heads import PRIOR_BETA, layers_from_raw, prior_raw, raw_channels, stack_raw
+from derain.heads import (
+    PRIOR_BETA,
+    layers_from_raw,
+    prior_raw,
+    raw_channels,
+    stack_raw,
+    streak_bound,
+)
 
 
 @settings(max_examples=25, deadline=None)
@@ -76,3 +83,35 @@ def test_stack_raw_lays_out_pixel_then_per_frame_variables(direct):
     parts = stacked.split([raw[k].shape[1] for k in order], dim=1)
     for name, part in zip(order, parts, strict=True):
         torch.testing.assert_close(part, raw[name].expand_as(part), rtol=0, atol=0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    background=st.floats(0.0, 0.7),
+    streak=st.floats(0.0, 0.3),
+    shift=st.floats(-0.2, 0.2),
+)
+def test_streak_bound_is_the_light_frame_t_gained_in_every_channel(background, streak, shift):
+    """streak_bound: a grey streak over a steady background is let through whole; texture that
+    both frames share (or that darkened) leaves no room for a streak; never negative."""
+    prev = torch.full((1, 3, 2, 2), background)
+    rain_t = prev + streak
+    torch.testing.assert_close(streak_bound(rain_t, prev), torch.full((1, 1, 2, 2), streak))
+    coloured = prev.clone()
+    coloured[:, 1] += shift  # one channel changed: the bound is the smallest gain of the three
+    bound = streak_bound(coloured, prev)
+    assert bound.shape == (1, 1, 2, 2) and (bound >= 0).all()
+    torch.testing.assert_close(bound, torch.zeros_like(bound))  # other channels gained nothing
+
+
+def test_streak_bound_window_forgives_texture_the_flow_misplaces():
+    """A bright texture pixel moved by one pixel between the frames: the pixel bound takes it
+    for a streak, the 3x3 one does not; an isolated streak passes both whole."""
+    prev = torch.zeros(1, 3, 5, 5)
+    prev[..., 2, 2] = 0.6
+    rain_t = torch.roll(prev, 1, dims=-1)  # the texture one pixel to the right
+    assert streak_bound(rain_t, prev, 1)[0, 0, 2, 3] == pytest.approx(0.6)
+    assert streak_bound(rain_t, prev, 3).max() == 0
+    streak = torch.zeros(1, 3, 5, 5)
+    streak[..., 0, 4] = 0.3
+    assert streak_bound(streak, prev, 3)[0, 0, 0, 4] == pytest.approx(0.3)

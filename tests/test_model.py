@@ -9,7 +9,9 @@ from torch import nn
 
 from derain import ModelConfig, State, build_model
 from derain.context import frame_context, row_positions
+from derain.heads import streak_bound
 from derain.model import ABLATIONS
+from derain.warp import warp
 
 
 def _expected_shapes(name: str) -> dict[str, tuple[int, ...]]:
@@ -230,3 +232,31 @@ def test_size_multiple_and_param_counts():
     n_small = sum(p.numel() for p in small.parameters())
     n_paper = sum(p.numel() for p in paper.parameters())
     assert 3e5 < n_small < 1e6 < n_paper
+
+
+def test_streak_bound_caps_the_final_streak_layer_from_the_second_frame_on():
+    """ModelConfig.streak_bound: S^M_t = min(S, streak_bound(O~_t, O~^F_{t-1})) for t >= 1 and
+    untouched at t = 0; a still clip keeps no streak after its first frame (v4: no alignment)."""
+    torch.manual_seed(0)
+    free = build_model(additive_rain=True)
+    bounded = build_model(additive_rain=True, streak_bound=3)
+    bounded.load_state_dict(free.state_dict())
+    rain = rain_clip()
+    out = bounded(rain)
+    with torch.no_grad():
+        first = free.step(rain[:, 0], free.init_state(rain[:, 0]))[0]
+    torch.testing.assert_close(out["S_M"][:, 0], first["S_M"], rtol=0, atol=0)
+    for t in range(1, T):
+        aligned = warp(rain[:, t - 1], out["flow"][:, t])
+        assert (out["S_M"][:, t] <= streak_bound(rain[:, t], aligned, 3) + 1e-6).all()
+    out["B"].square().mean().backward()
+    assert all(p.grad is not None for p in bounded.align.parameters())  # the bound trains the flow
+    still_model = build_model(additive_rain=True, streak_bound=1, use_align=False)
+    still = rain[:, :1].expand(N, T, 3, H, W).contiguous()
+    with torch.no_grad():
+        s_m = still_model(still)["S_M"]
+    assert s_m[:, 0].max() > 0 and (s_m[:, 1:] == 0).all()  # nothing gained: no streak
+    with pytest.raises(ValueError, match="streak_bound"):
+        ModelConfig(use_recovery=False, streak_bound=3)
+    with pytest.raises(ValueError, match="streak_bound must be one of 0, 1, 3, 5"):
+        ModelConfig(streak_bound=2)
