@@ -13,8 +13,6 @@ same veil.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,8 +30,8 @@ from derain.runtime import autocast, device_option, pick_device
 from rainsynth.cli import Command
 from rainsynth.composite import to_uint8
 from rainsynth.errors import RainsynthError, SourceError
-from rainsynth.fileio import VIDEO_EXTENSIONS, write_png
-from rainsynth.outputs import check_output, follow_umask
+from rainsynth.fileio import VIDEO_EXTENSIONS, atomic_folder, write_png
+from rainsynth.outputs import check_output
 from rainsynth.sources.base import IMAGE_EXTENSIONS, natural_key, read_image
 
 MAX_TILE = 4096
@@ -247,8 +245,7 @@ def derain_folder(
         raise SourceError(
             f"output folder {target} exists and is not an empty folder; choose a new one"
         )
-    temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_folder(target) as temp:
         size = None
         for path in tqdm(files, disable=not progress, unit="frame"):
             image = read_image(str(path))
@@ -261,13 +258,6 @@ def derain_folder(
             write_png(temp / f"{path.stem}.png", to_uint8(derainer(image)))
         if target.exists():
             target.rmdir()
-        follow_umask(temp)
-        os.replace(temp, target)
-    finally:
-        if temp.exists():
-            for leftover in temp.iterdir():
-                leftover.unlink()
-            temp.rmdir()
     return len(files)
 
 

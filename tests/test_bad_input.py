@@ -353,7 +353,7 @@ def test_tracebacks_become_one_line_messages(tmp_path, tiny_weights, dataset):
         code=2,
         message="the frames of a folder must have one size",
     )
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".tmp-out*"))  # no leftovers
     run(tmp_path, "test", "--data", dataset, "--max-clips", "-1", code=2, message="'--max-clips'")
     run(tmp_path, "preview", "--frames", "1", code=2, message="2<=x")
     assert "2<=x" in CliRunner().invoke(main, ["preview", "-h"]).output
