@@ -109,18 +109,19 @@ def _render_physical(
 ) -> RainClip:
     """``render`` for a physical preset: drops, splashes and lens drops, lit by the scene.
 
-    Memory is what this costs most (each fresh page is a page fault): the drops' and splashes'
-    coverage are drawn into the first channel of S and "splash", which share one block with the
-    rain (under glibc's largest mmap threshold, so that it is reused from call to call), drops on
-    the lens touch only the pages they cover, and the accumulation flow and occlusion, which a
-    physical preset leaves off, are read-only zero layers.
+    Memory is what this costs most (each fresh page is a page fault): S, "splash" and the rain
+    share one block (under glibc's largest mmap threshold, so that it is reused from call to
+    call), the drops' and splashes' coverage another, drops on the lens touch only the pages
+    they cover, and the accumulation flow and occlusion, which a physical preset leaves off, are
+    read-only zero layers.
     """
     streaks, splash, rain = np.empty((3,) + clean.shape, np.float32)
+    coverage = np.empty((2,) + clean.shape[:3], np.float32)
     beta = np.empty(clean.shape[:3] + (1,), np.float32)
     transmission(as_depth_provider(depth)(clean, params), params.accumulation.k, out=beta)
     light, sky = environment(clean)
-    render_drops(params, out=streaks[..., 0])
-    render_splashes(params, out=splash[..., 0])
+    render_drops(params, out=coverage[0])
+    render_splashes(params, out=coverage[1])
     layers = {
         "S": streaks,
         "U": _rendered_or_zeros(render_accumulation_flow, params, params.flow.opacity > 0.0),
@@ -130,7 +131,7 @@ def _render_physical(
         "M": occlusion_intensity(params),
         "splash": splash,
     }
-    compose_lit(clean, layers, light, out=rain)
+    compose_lit(clean, layers, light, coverage, out=rain)
     layers["lens_alpha"], layers["lens"] = render_lens_drops(params, clean, rain)
     return RainClip(rain=rain, layers=layers, params=params)
 

@@ -72,6 +72,7 @@ def compose_lit(
     clean: np.ndarray,
     layers: dict[str, np.ndarray],
     light: np.ndarray,
+    coverage: np.ndarray,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """The rain of a physical clip before the drops on the lens, filling in its lit layers S and
@@ -83,9 +84,10 @@ def compose_lit(
     Args:
         clean: B, (T, H, W, 3) uint8 or float32 in [0, 1].
         layers: "U", "beta", "alpha" (T, H, W, 1) and "A", "M" (T, 1, 1, 3), float32; "S" and
-            "splash", (T, H, W, 3) float32, hold the coverage of the drops and of the splashes in
-            their first channel (in [0, 1]) and are overwritten.
+            "splash", (T, H, W, 3) float32, are overwritten with the lit streaks and splashes.
         light: the environment's linear radiance, (T, h, w, 3) float32 (``environment``).
+        coverage: (2, T, H, W) float32 in [0, 1], the fraction of each pixel's exposure that
+            drops (0) and splashes (1) cover.
         out: a (T, H, W, 3) float32 array to write the rain into (default: a new array).
 
     Returns:
@@ -99,16 +101,57 @@ def compose_lit(
         out,
         clean,
         scale,
-        layers["beta"][..., 0],
-        layers["U"][..., 0],
+        _plane(layers["beta"]),
+        _plane(layers["U"]),
         layers["A"][:, 0, 0, :],
-        layers["alpha"][..., 0],
+        _plane(layers["alpha"]),
         layers["M"][:, 0, 0, :],
-        light,
+        _widened(light, out.shape[2]),
+        coverage,
         layers["S"],
         layers["splash"],
     )
     return out
+
+
+def _plane(layer: np.ndarray) -> np.ndarray | None:
+    """A (T, H, W, 1) layer as a C-contiguous (T, H, W) array for the kernel, or None for zeros
+    broadcast to that shape (the read-only layers a physical clip leaves off), which the kernel
+    reads as the constant 0 (a strided layer would keep its loops from vectorising)."""
+    plane = layer[..., 0]
+    if not any(plane.strides) and plane.flat[0] == 0.0:
+        return None
+    return np.ascontiguousarray(plane)
+
+
+@jit
+def _lerp(a, b, w):  # pragma: no cover
+    """(1 - w) a + w b, float32."""
+    return (np.float32(1.0) - w) * a + w * b
+
+
+@jit
+def _widened(environment, width):  # pragma: no cover
+    """The environment (T, h, w, 3) sampled bilinearly along x at every column of an image
+    ``width`` px wide, (T, h, width, 3) float32: low-res pixel centres at (i + 1/2) LOW - 1/2,
+    edges clamped. The rows are interpolated in ``_compose_lit``."""
+    num_frames, low_h, low_w = environment.shape[:3]
+    out = np.empty((num_frames, low_h, width, 3), np.float32)
+    for x in range(width):
+        fx = min(max((x + 0.5) / LOW - 0.5, 0.0), low_w - 1.0)
+        x0 = int(fx)
+        x1, wx = min(x0 + 1, low_w - 1), np.float32(fx - x0)
+        for t in range(num_frames):
+            for i in range(low_h):
+                for k in range(3):
+                    out[t, i, x, k] = _lerp(environment[t, i, x0, k], environment[t, i, x1, k], wx)
+    return out
+
+
+@jit
+def _scene(beta, background, scale, light, veil):  # pragma: no cover
+    """Eq. 3 without S and splashes, in display values: beta B + (1 - beta) A + U, float32."""
+    return beta * (background * scale) + (np.float32(1.0) - beta) * light + veil
 
 
 @jit
@@ -123,14 +166,16 @@ def _lit(background, covered, environment):  # pragma: no cover
 
 @jit
 def _compose_lit(
-    start, stop, out, clean, scale, beta, veil, light, alpha, intensity, environment, streaks,
-    splashes,
+    start, stop, out, clean, scale, beta, veil, light, alpha, intensity, widened, coverage,
+    streaks, splashes,
 ):  # pragma: no cover  # fmt: skip
-    """Rows [start, stop) of the (T * H) image rows: see ``compose_lit``. Where a drop or splash
-    covers a pixel, the environment is sampled bilinearly (low-res pixel centres at
-    (i + 1/2) LOW - 1/2, edges clamped)."""
+    """Rows [start, stop) of the (T * H) image rows: see ``compose_lit``. ``veil`` and ``alpha``
+    (T, H, W) are None where they are zero; ``widened`` is the environment from ``_widened``,
+    interpolated here between its rows. The splashes, which few pixels have, come first; then
+    one pass over the row computes the drops' light at every pixel (which vectorises) and keeps
+    it where a drop or a splash covers the pixel."""
     height, width = out.shape[1], out.shape[2]
-    low_h, low_w = environment.shape[1], environment.shape[2]
+    low_h = widened.shape[1]
     zero, one = np.float32(0.0), np.float32(1.0)
     for row in range(start, stop):
         t = row // height
@@ -138,37 +183,27 @@ def _compose_lit(
         fy = min(max((y + 0.5) / LOW - 0.5, 0.0), low_h - 1.0)
         y0 = int(fy)
         wy = np.float32(fy - y0)
-        upper, lower = environment[t, y0], environment[t, min(y0 + 1, low_h - 1)]
+        upper, lower = widened[t, y0].reshape(-1), widened[t, min(y0 + 1, low_h - 1)].reshape(-1)
         rain, b_row = out[t, y].reshape(-1), clean[t, y].reshape(-1)
         s_row, p_row = streaks[t, y].reshape(-1), splashes[t, y].reshape(-1)
-        beta_row, veil_row, alpha_row = beta[t, y], veil[t, y], alpha[t, y]
-        a0, a1, a2 = light[t, 0], light[t, 1], light[t, 2]
-        for x in range(width):  # Eq. 3 without S and splashes: vectorises
-            b, u = beta_row[x], veil_row[x]
-            rain[3 * x] = b * (b_row[3 * x] * scale) + (one - b) * a0 + u
-            rain[3 * x + 1] = b * (b_row[3 * x + 1] * scale) + (one - b) * a1 + u
-            rain[3 * x + 2] = b * (b_row[3 * x + 2] * scale) + (one - b) * a2 + u
+        drops, spray, beta_row = coverage[0, t, y], coverage[1, t, y], beta[t, y]
+        p_row[:] = zero
         for x in range(width):
-            c, cs = s_row[3 * x], p_row[3 * x]
-            if c > zero or cs > zero:
-                fx = min(max((x + 0.5) / LOW - 0.5, 0.0), low_w - 1.0)
-                x0 = int(fx)
-                x1 = min(x0 + 1, low_w - 1)
-                wx = np.float32(fx - x0)
+            if spray[x] > zero:
+                u = zero if veil is None else veil[t, y, x]
                 for k in range(3):
-                    e = (one - wy) * ((one - wx) * upper[x0, k] + wx * upper[x1, k]) + wy * (
-                        (one - wx) * lower[x0, k] + wx * lower[x1, k])  # fmt: skip
-                    o = rain[3 * x + k]
-                    s = _lit(o, c, e)
-                    p = _lit(o, cs, e) if cs > zero else zero
-                    s_row[3 * x + k] = s
-                    p_row[3 * x + k] = p
-                    rain[3 * x + k] = o + s + p
-            else:
-                s_row[3 * x], s_row[3 * x + 1], s_row[3 * x + 2] = zero, zero, zero
-                p_row[3 * x], p_row[3 * x + 1], p_row[3 * x + 2] = zero, zero, zero
-        for x in range(width):  # Eq. 4 and the clip to [0, 1]
-            m = alpha_row[x]
+                    o = _scene(beta_row[x], b_row[3 * x + k], scale, light[t, k], u)
+                    e = _lerp(upper[3 * x + k], lower[3 * x + k], wy)
+                    p_row[3 * x + k] = _lit(o, spray[x], e)
+        for x in range(width):
+            u = zero if veil is None else veil[t, y, x]
+            m = zero if alpha is None else alpha[t, y, x]
+            covered = (drops[x] > zero) | (spray[x] > zero)
             for k in range(3):
-                o = (one - m) * rain[3 * x + k] + m * intensity[t, k]
-                rain[3 * x + k] = min(max(o, zero), one)
+                i = 3 * x + k
+                o = _scene(beta_row[x], b_row[i], scale, light[t, k], u)
+                lit = _lit(o, drops[x], _lerp(upper[i], lower[i], wy))
+                s, p = lit if covered else zero, p_row[i]  # both read unconditionally: vectorises
+                s_row[i] = s
+                o = o + s + p if covered else o  # Eq. 3 with S and splashes
+                rain[i] = min(max((one - m) * o + m * intensity[t, k], zero), one)  # Eq. 4
