@@ -52,14 +52,9 @@ def render_splashes(params: RainParams, out: np.ndarray | None = None) -> np.nda
     optics = Optics.of(params.physics.camera, params.shape)
     windows = _windows(num_frames, optics)
     landings, bounds = _landings(params, optics, windows)
-    frames = []
-    for t in range(num_frames):
-        w = next(i for i, (a, b) in enumerate(windows) if a <= t / optics.fps <= b)
-        seen = slice(bounds[w], bounds[w + 1])
-        frames.append(_splash_columns(params, optics, t, *(v[seen] for v in landings)))
-    offsets = np.zeros(num_frames + 1, np.int64)
-    offsets[1:] = np.cumsum([len(columns[0]) for columns in frames])
-    columns = [np.concatenate([c[i] for c in frames]) for i in range(7)]
+    frame, landing = _sightings(num_frames, optics, windows, bounds)
+    frame, columns = _splash_columns(params, optics, frame, *(v[landing] for v in landings))
+    offsets = np.searchsorted(frame, np.arange(num_frames + 1)).astype(np.int64)
     run_parallel(splat_streaks, num_frames, out, offsets, *columns)
     return out
 
@@ -104,10 +99,12 @@ def _landings(
     counts = rng.poisson(means)
     window = np.repeat(np.arange(len(windows)), counts.sum(axis=1))
     index = np.repeat(np.tile(np.arange(len(near)), len(windows)), counts.ravel())
-    near, far = near[index], far[index]
     u = rng.random((4, index.size))
     diameter = sample_diameters(rng, rate, index.size, d_min[index])
-    kept = u[3] * v_max < terminal_velocity(diameter)
+    # indices, not a mask: NumPy gathers by index several times faster than it masks
+    kept = np.flatnonzero(u[3] * v_max < terminal_velocity(diameter))
+    window, index, u, diameter = window[kept], index[kept], u[:3].take(kept, 1), diameter[kept]
+    near, far = near[index], far[index]
     distance = np.sqrt(near * near + u[1] * (far * far - near * near))  # density ~ z
     landings = (
         start[window] + (stop - start)[window] * u[0],
@@ -115,8 +112,7 @@ def _landings(
         (u[2] - 0.5) * optics.width * distance / optics.focal,
         diameter,
     )
-    bounds = np.searchsorted(window[kept], np.arange(len(windows) + 1))
-    return tuple(v[kept] for v in landings), bounds
+    return landings, np.searchsorted(window, np.arange(len(windows) + 1))
 
 
 def _windows(num_frames: int, optics: Optics) -> list[tuple[float, float]]:
@@ -132,38 +128,58 @@ def _windows(num_frames: int, optics: Optics) -> list[tuple[float, float]]:
     return windows
 
 
+def _sightings(
+    num_frames: int, optics: Optics, windows: list[tuple[float, float]], bounds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which landings each frame may see: those of the window its exposure opens in
+    (``_landings``' bounds). Returns (frame, landing) pairs as int64 arrays (P,), by frame and
+    then by landing."""
+    first, last = [], []
+    for t in range(num_frames):
+        w = next(i for i, (a, b) in enumerate(windows) if a <= t / optics.fps <= b)
+        first.append(bounds[w])
+        last.append(bounds[w + 1])
+    counts = np.subtract(last, first)
+    frame = np.repeat(np.arange(num_frames), counts)
+    starts = np.cumsum(counts) - counts  # each frame's first pair
+    return frame, np.arange(frame.size) - np.repeat(starts - np.array(first), counts)
+
+
 def _splash_columns(
     params: RainParams,
     optics: Optics,
-    frame: int,
+    frame: np.ndarray,
     birth: np.ndarray,
     distance: np.ndarray,
     lateral: np.ndarray,
     diameter: np.ndarray,
-) -> tuple[np.ndarray, ...]:
-    """The splashes seen in ``frame`` as ``splat_streaks`` columns (cx, cy, dx, dy, half_length,
-    radius, peak): a splash alive for a part ``o`` of the exposure counts o / exposure of its
-    peak, at the size of its age in the middle of that part."""
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """The splashes seen in each ``frame`` of (frame, landing) pairs (P,) as ``splat_streaks``
+    columns (cx, cy, dx, dy, half_length, radius, peak): a splash alive for a part ``o`` of the
+    exposure counts o / exposure of its peak, at the size of its age in the middle of that part.
+    Returns the frames of the visible ones (N,) int64 and their columns, float64 (N,)."""
     opens = frame / optics.fps
     closes = opens + optics.exposure
     first, last = np.maximum(birth, opens), np.minimum(birth + SPLASH_TIME, closes)
-    seen = last > first
-    birth, distance, lateral, diameter = (v[seen] for v in (birth, distance, lateral, diameter))
-    first, last = first[seen], last[seen]
+    seen = np.flatnonzero(last > first)  # indices: see _landings
+    frame, birth, distance, lateral, diameter, first, last = (
+        v[seen] for v in (frame, birth, distance, lateral, diameter, first, last)
+    )
     age = 0.5 * (first + last) - birth
     grown = SPRAY * diameter * np.sqrt(age / SPLASH_TIME)
     half_length, radius, peak = streak_shape(grown, distance, 0.0, optics)
     peak = peak * (last - first) / optics.exposure
-    keep = peak >= VISIBLE
+    keep = np.flatnonzero(peak >= VISIBLE)
+    distance, lateral = distance[keep], lateral[keep]
     scale = optics.focal / distance
     horizon_row = params.physics.scene.horizon * optics.height
     columns = (
         0.5 * (optics.width - 1) + lateral * scale,
         horizon_row - 0.5 + params.physics.scene.height * scale,
-        np.ones_like(distance),
-        np.zeros_like(distance),
-        half_length,
-        radius,
-        peak,
+        np.ones(keep.size),
+        np.zeros(keep.size),
+        half_length[keep],
+        radius[keep],
+        peak[keep],
     )
-    return tuple(np.ascontiguousarray(c[keep], np.float64) for c in columns)
+    return frame[keep], columns
