@@ -16,6 +16,7 @@ drops, i.i.d. as the paper assumes.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,20 +70,18 @@ def render_drops(params: RainParams, out: np.ndarray | None = None) -> np.ndarra
     optics = Optics.of(params.physics.camera, params.shape)
     persistent = visible.persistent(height, width)
     key = (params.seed, params.clip)
-    shared = draw_drops(stream(*key, CLIP_LEVEL, "drops"), params, visible) if persistent else None
-    frames = [
-        streak_columns(
-            shared if persistent else draw_drops(stream(*key, t, "drops"), params, visible),
-            params,
-            optics,
-            t,
-            moved=persistent,
-        )
-        for t in range(num_frames)
-    ]
+    if persistent:
+        shared = draw_drops(stream(*key, CLIP_LEVEL, "drops"), params, visible)
+        drawn = [shared] * num_frames
+    else:
+        drawn = [draw_drops(stream(*key, t, "drops"), params, visible) for t in range(num_frames)]
+    counts = [d.x.size for d in drawn]
+    frame = np.repeat(np.arange(num_frames), counts)
+    fields = (f.name for f in dataclasses.fields(Drops))
+    drops = Drops(**{name: np.concatenate([getattr(d, name) for d in drawn]) for name in fields})
+    columns = streak_columns(drops, params, optics, frame, moved=persistent)
     offsets = np.zeros(num_frames + 1, np.int64)
-    offsets[1:] = np.cumsum([len(columns[0]) for columns in frames])
-    columns = [np.concatenate([c[i] for c in frames]) for i in range(7)]
+    offsets[1:] = np.cumsum(counts)
     run_parallel(splat_streaks, num_frames, out, offsets, *columns)
     return out
 
@@ -115,10 +114,11 @@ def draw_drops(rng: np.random.Generator, params: RainParams, visible: VisibleRai
 
 
 def streak_columns(
-    drops: Drops, params: RainParams, optics: Optics, frame: int, *, moved: bool = True
+    drops: Drops, params: RainParams, optics: Optics, frame: int | np.ndarray, *, moved: bool = True
 ) -> tuple[np.ndarray, ...]:
-    """The streaks the drops draw in ``frame``: (cx, cy, dx, dy, half_length, radius, peak),
-    float64 arrays (N,) as ``splat_streaks`` takes them (px, unit direction, px, px, coverage).
+    """The streaks the drops draw in ``frame`` (one for all, or each drop's own, (N,) int):
+    (cx, cy, dx, dy, half_length, radius, peak), float64 arrays (N,) as ``splat_streaks`` takes
+    them (px, unit direction, px, px, coverage).
 
     moved: whether the drops are where they were at time 0 and have moved on since (a persistent
     clip), or were drawn for this frame (i.i.d.). The wind has changed by gust x time either way.
