@@ -16,7 +16,6 @@ drops, i.i.d. as the paper assumes.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,9 +27,9 @@ from rainsynth.physics import (
     Slices,
     VisibleRain,
     check_count,
-    sample_diameters,
     streak_shape,
     terminal_velocity,
+    truncated_diameters,
 )
 from rainsynth.rng import CLIP_LEVEL, stream
 from rainsynth.streaks import splat_streaks
@@ -70,15 +69,17 @@ def render_drops(params: RainParams, out: np.ndarray | None = None) -> np.ndarra
     optics = Optics.of(params.physics.camera, params.shape)
     persistent = visible.persistent(height, width)
     key = (params.seed, params.clip)
-    if persistent:
-        shared = draw_drops(stream(*key, CLIP_LEVEL, "drops"), params, visible)
-        drawn = [shared] * num_frames
+    if persistent:  # one draw, moving on from frame to frame
+        index, randoms = _draws(stream(*key, CLIP_LEVEL, "drops"), visible.slices)
+        counts = [index.size] * num_frames
+        index, randoms = np.tile(index, num_frames), np.tile(randoms, num_frames)
     else:
-        drawn = [draw_drops(stream(*key, t, "drops"), params, visible) for t in range(num_frames)]
-    counts = [d.x.size for d in drawn]
+        draws = [_draws(stream(*key, t, "drops"), visible.slices) for t in range(num_frames)]
+        counts = [index.size for index, _ in draws]
+        index = np.concatenate([index for index, _ in draws])
+        randoms = np.concatenate([randoms for _, randoms in draws], axis=1)
     frame = np.repeat(np.arange(num_frames), counts)
-    fields = (f.name for f in dataclasses.fields(Drops))
-    drops = Drops(**{name: np.concatenate([getattr(d, name) for d in drawn]) for name in fields})
+    drops = _placed(params, visible, index, randoms)
     columns = streak_columns(drops, params, optics, frame, moved=persistent)
     offsets = np.zeros(num_frames + 1, np.int64)
     offsets[1:] = np.cumsum(counts)
@@ -88,16 +89,32 @@ def render_drops(params: RainParams, out: np.ndarray | None = None) -> np.ndarra
 
 def draw_drops(rng: np.random.Generator, params: RainParams, visible: VisibleRain) -> Drops:
     """The visible drops of one draw: Poisson(expected) per slice, uniform in the slice's box."""
-    rain = params.physics.rain
-    camera = params.physics.camera
-    slices: Slices = visible.slices
+    return _placed(params, visible, *_draws(rng, visible.slices))
+
+
+def _draws(rng: np.random.Generator, slices: Slices) -> tuple[np.ndarray, np.ndarray]:
+    """The random numbers of one draw of drops, in the order they are drawn: the slice of each
+    drop (N,) int64 (Poisson(expected) per slice), and (6, N) float64: three uniforms for its
+    position, two standard normals for its turbulence, one uniform for its diameter."""
     counts = rng.poisson(slices.expected)
     index = np.repeat(np.arange(len(counts)), counts)
+    position = rng.random((3, index.size))
+    turbulence = rng.standard_normal((2, index.size))
+    return index, np.concatenate([position, turbulence, rng.random((1, index.size))])
+
+
+def _placed(
+    params: RainParams, visible: VisibleRain, index: np.ndarray, randoms: np.ndarray
+) -> Drops:
+    """Drops from the random numbers of ``_draws`` (of one draw or of several, concatenated):
+    uniform in their slice's box, Marshall-Palmer diameters above its smallest visible one."""
+    rain = params.physics.rain
+    camera = params.physics.camera
+    slices = visible.slices
     half_width, half_height = slices.half_width[index], slices.half_height[index]
     near, far = slices.near[index], slices.far[index]
-    u = rng.random((3, index.size))
-    turbulence = rain.turbulence * rng.standard_normal((2, index.size))
-    diameter = sample_diameters(rng, rain.rate, index.size, slices.d_min[index])
+    u, turbulence = randoms[:3], rain.turbulence * randoms[3:5]
+    diameter = truncated_diameters(randoms[5], rain.rate, slices.d_min[index])
     return Drops(
         x=half_width * (2.0 * u[0] - 1.0),
         y=half_height * (2.0 * u[1] - 1.0),

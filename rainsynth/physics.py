@@ -53,10 +53,16 @@ def diameter_moment(rate: float, k: int) -> float:
 def sample_diameters(
     rng: np.random.Generator, rate: float, count: int, d_min: float, d_max: float = D_MAX
 ) -> np.ndarray:
-    """``count`` diameters (mm) from N(D) = N0 exp(-Lambda D) truncated to [d_min, d_max):
-    inverse CDF of the truncated exponential. Shape (count,) float64."""
+    """``count`` diameters (mm) from N(D) = N0 exp(-Lambda D) truncated to [d_min, d_max), from
+    ``count`` uniform draws (``truncated_diameters``). Shape (count,) float64."""
+    return truncated_diameters(rng.random(count), rate, d_min, d_max)
+
+
+def truncated_diameters(u, rate: float, d_min, d_max: float = D_MAX) -> np.ndarray:
+    """Diameters (mm) at the quantiles ``u`` in [0, 1) of N(D) = N0 exp(-Lambda D) truncated to
+    [d_min, d_max): inverse CDF of the truncated exponential,
+    d_min - log(1 - u (1 - exp(-Lambda (d_max - d_min)))) / Lambda. Float64, u's shape."""
     lam = slope(rate)
-    u = rng.random(count)
     return d_min - np.log1p(-u * -np.expm1(-lam * (d_max - d_min))) / lam
 
 
