@@ -2,7 +2,10 @@
 
 Units: drop diameters D in mm, rain rate R in mm/h, distances in m, velocities in m/s, times in s,
 image quantities in px. Everything here is a plain function of numbers or NumPy arrays; the
-renderers (``rainsynth.drops``, ``rainsynth.splashes``, ``rainsynth.lens_drops``) call them.
+renderers (``rainsynth.drops``, ``rainsynth.splashes``, ``rainsynth.lens_drops``) call them. The
+camera's (``circle_of_confusion``, ``defocus``, ``streak_shape``) are also ``register_jitable``,
+so that numba kernels call the same formulas on numbers (numba caches a kernel by its own file:
+after changing them, clear the __pycache__ folders).
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
+from numba.extending import register_jitable
 
 from rainsynth.errors import ParamError
 
@@ -103,7 +108,8 @@ def streak_length(speed, exposure: float, focal: float, distance):
     return speed * exposure * focal / distance
 
 
-def circle_of_confusion(distance, *, focus: float, focal_mm: float, f_number: float):
+@register_jitable
+def circle_of_confusion(distance, focus: float, focal_mm: float, f_number: float):
     """Diameter on the sensor, mm, of the blur disc of a point at ``distance`` m with the lens
     focused at ``focus`` m: c = (f / N) |z - z_f| / z x f / (z_f - f), the thin lens's circle of
     confusion (Potmesil & Chakravarty 1981) with the aperture f / N and f in mm."""
@@ -139,9 +145,9 @@ by one: about 2 grey levels on a mid-grey background under a bright sky, 6 on a 
 drops are left to the veil (beta and A, and U)."""
 
 
-@dataclass(frozen=True)
-class Optics:
-    """The camera as the renderers need it (pinhole projection, thin-lens defocus).
+class Optics(NamedTuple):
+    """The camera as the renderers need it (pinhole projection, thin-lens defocus); a named
+    tuple, so that numba kernels take it as it is (with ``defocus`` and ``streak_shape``).
 
     Attributes: height, width (px); focal (px); exposure (s); fps (1/s); focus (m); focal_mm;
     f_number; px_per_mm (px of image per mm of sensor).
@@ -175,13 +181,19 @@ class Optics:
         )
 
     def blur(self, distance):
-        """Defocus blur diameter in px at ``distance`` m (:func:`circle_of_confusion`)."""
-        coc = circle_of_confusion(
-            distance, focus=self.focus, focal_mm=self.focal_mm, f_number=self.f_number
-        )
-        return coc * self.px_per_mm
+        """Defocus blur diameter in px at ``distance`` m (:func:`defocus`)."""
+        return defocus(self, distance)
 
 
+@register_jitable
+def defocus(optics: Optics, distance):
+    """Defocus blur diameter in px at ``distance`` m: the :func:`circle_of_confusion` on the
+    sensor in px."""
+    coc = circle_of_confusion(distance, optics.focus, optics.focal_mm, optics.f_number)
+    return coc * optics.px_per_mm
+
+
+@register_jitable
 def streak_shape(diameter, distance, path, optics: Optics):
     """How a drop of ``diameter`` mm at ``distance`` m that moves ``path`` px during the exposure
     is drawn: (half_length, radius, peak), px, px, fraction of a pixel.
@@ -195,7 +207,7 @@ def streak_shape(diameter, distance, path, optics: Optics):
     pi d^2 / 4 (at most 1: a drop that hardly moves covers its pixels).
     """
     d = diameter / 1000.0 * optics.focal / distance
-    b = optics.blur(distance)
+    b = defocus(optics, distance)
     spread = np.sqrt(d * d / 16.0 + b * b / 16.0 + 1.0 / 12.0)
     radius = spread / PROFILE_STD
     half_length = (path + 4.0 * spread) / ALONG

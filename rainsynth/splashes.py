@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rainsynth._jit import run_parallel
+from rainsynth._jit import jit, run_parallel
 from rainsynth.params import RainParams
 from rainsynth.physics import (
     D_MAX,
@@ -52,9 +52,11 @@ def render_splashes(params: RainParams, out: np.ndarray | None = None) -> np.nda
     optics = Optics.of(params.physics.camera, params.shape)
     windows = _windows(num_frames, optics)
     landings, bounds = _landings(params, optics, windows)
-    frame, landing = _sightings(num_frames, optics, windows, bounds)
-    frame, columns = _splash_columns(params, optics, frame, *(v[landing] for v in landings))
-    offsets = np.searchsorted(frame, np.arange(num_frames + 1)).astype(np.int64)
+    first, last = _sightings(num_frames, optics, windows, bounds)
+    scene = params.physics.scene
+    offsets, columns = _splash_columns(
+        first, last, *landings, optics, scene.horizon * optics.height, scene.height
+    )
     run_parallel(splat_streaks, num_frames, out, offsets, *columns)
     return out
 
@@ -132,54 +134,45 @@ def _sightings(
     num_frames: int, optics: Optics, windows: list[tuple[float, float]], bounds: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Which landings each frame may see: those of the window its exposure opens in
-    (``_landings``' bounds). Returns (frame, landing) pairs as int64 arrays (P,), by frame and
-    then by landing."""
-    first, last = [], []
-    for t in range(num_frames):
-        w = next(i for i, (a, b) in enumerate(windows) if a <= t / optics.fps <= b)
-        first.append(bounds[w])
-        last.append(bounds[w + 1])
-    counts = np.subtract(last, first)
-    frame = np.repeat(np.arange(num_frames), counts)
-    starts = np.cumsum(counts) - counts  # each frame's first pair
-    return frame, np.arange(frame.size) - np.repeat(starts - np.array(first), counts)
+    (``_landings``' bounds). Returns the first and the last + 1 of each frame's, int64 (T,)."""
+    window = [
+        next(i for i, (a, b) in enumerate(windows) if a <= t / optics.fps <= b)
+        for t in range(num_frames)
+    ]
+    return bounds[window], bounds[np.add(window, 1)]
 
 
+@jit
 def _splash_columns(
-    params: RainParams,
-    optics: Optics,
-    frame: np.ndarray,
-    birth: np.ndarray,
-    distance: np.ndarray,
-    lateral: np.ndarray,
-    diameter: np.ndarray,
-) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-    """The splashes seen in each ``frame`` of (frame, landing) pairs (P,) as ``splat_streaks``
-    columns (cx, cy, dx, dy, half_length, radius, peak): a splash alive for a part ``o`` of the
-    exposure counts o / exposure of its peak, at the size of its age in the middle of that part.
-    Returns the frames of the visible ones (N,) int64 and their columns, float64 (N,)."""
-    opens = frame / optics.fps
-    closes = opens + optics.exposure
-    first, last = np.maximum(birth, opens), np.minimum(birth + SPLASH_TIME, closes)
-    seen = np.flatnonzero(last > first)  # indices: see _landings
-    frame, birth, distance, lateral, diameter, first, last = (
-        v[seen] for v in (frame, birth, distance, lateral, diameter, first, last)
-    )
-    age = 0.5 * (first + last) - birth
-    grown = SPRAY * diameter * np.sqrt(age / SPLASH_TIME)
-    half_length, radius, peak = streak_shape(grown, distance, 0.0, optics)
-    peak = peak * (last - first) / optics.exposure
-    keep = np.flatnonzero(peak >= VISIBLE)
-    distance, lateral = distance[keep], lateral[keep]
-    scale = optics.focal / distance
-    horizon_row = params.physics.scene.horizon * optics.height
-    columns = (
-        0.5 * (optics.width - 1) + lateral * scale,
-        horizon_row - 0.5 + params.physics.scene.height * scale,
-        np.ones(keep.size),
-        np.zeros(keep.size),
-        half_length[keep],
-        radius[keep],
-        peak[keep],
-    )
-    return frame[keep], columns
+    first, last, birth, distance, lateral, diameter, optics, horizon_row, camera_height
+):  # pragma: no cover
+    """The splashes seen in each frame t, of the landings first[t]:last[t] (float64 (N,) landing
+    time s, distance m, lateral position m and diameter mm): a splash alive for a part ``o`` of
+    the exposure counts o / exposure of its peak, at the size of its age in the middle of that
+    part; those of peak VISIBLE or more as ``splat_streaks`` columns (cx, cy, dx, dy,
+    half_length, radius, peak), float64 (7, N'), with the offsets (T + 1,) int64 of each frame's.
+    ``horizon_row``: px; ``camera_height``: m above the ground."""
+    num_frames = first.size
+    columns = np.empty((7, max((last - first).sum(), 0)))
+    offsets = np.zeros(num_frames + 1, np.int64)
+    count = 0
+    for t in range(num_frames):
+        opens = t / optics.fps
+        closes = opens + optics.exposure
+        for i in range(first[t], last[t]):
+            start = max(birth[i], opens)
+            stop = min(birth[i] + SPLASH_TIME, closes)
+            if not stop > start:
+                continue
+            age = 0.5 * (start + stop) - birth[i]
+            grown = SPRAY * diameter[i] * np.sqrt(age / SPLASH_TIME)
+            half_length, radius, peak = streak_shape(grown, distance[i], 0.0, optics)
+            peak = peak * (stop - start) / optics.exposure
+            if peak >= VISIBLE:
+                scale = optics.focal / distance[i]
+                columns[0, count] = 0.5 * (optics.width - 1) + lateral[i] * scale
+                columns[1, count] = horizon_row - 0.5 + camera_height * scale
+                columns[2:, count] = (1.0, 0.0, half_length, radius, peak)
+                count += 1
+        offsets[t + 1] = count
+    return offsets, columns[:, :count]
