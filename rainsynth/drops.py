@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rainsynth._jit import run_parallel
+from rainsynth._jit import jit, run_parallel
 from rainsynth.params import RainParams
 from rainsynth.physics import (
     Optics,
@@ -140,40 +140,49 @@ def streak_columns(
     moved: whether the drops are where they were at time 0 and have moved on since (a persistent
     clip), or were drawn for this frame (i.i.d.). The wind has changed by gust x time either way.
     """
-    time = frame / optics.fps
-    gust = params.physics.rain.gust
-    vx = drops.vx + gust * time
-    x, y, z = drops.x, drops.y, drops.z
-    if moved:
-        x = _wrap(x + (drops.vx + 0.5 * gust * time) * time, -drops.half_width, drops.half_width)
-        y = _wrap(y + drops.vy * time, -drops.half_height, drops.half_height)
-        z = _wrap(z + drops.vz * time, drops.near, drops.far)
-    exposure = optics.exposure
-    ends = (x + vx * exposure, y + drops.vy * exposure, z + drops.vz * exposure)
-    x0, y0 = _project(x, y, z, optics)
-    x1, y1 = _project(*ends, optics)
-    path = np.hypot(x1 - x0, y1 - y0)
-    moving = path > 1e-9
-    safe = np.where(moving, path, 1.0)
-    half_length, radius, peak = streak_shape(drops.diameter, 0.5 * (z + ends[2]), path, optics)
-    peak = np.where((z > NEAR_PLANE) & (ends[2] > NEAR_PLANE), peak, 0.0)
-    return (
-        0.5 * (x0 + x1),
-        0.5 * (y0 + y1),
-        np.where(moving, (x1 - x0) / safe, 0.0),
-        np.where(moving, (y1 - y0) / safe, 1.0),
-        half_length,
-        radius,
-        peak,
-    )
+    frames = np.ascontiguousarray(np.broadcast_to(np.asarray(frame, np.int64), drops.x.shape))
+    fields = (getattr(drops, name) for name in Drops.__dataclass_fields__)
+    return tuple(_streaks(*fields, frames, optics, params.physics.rain.gust, moved))
 
 
-def _project(x: np.ndarray, y: np.ndarray, z: np.ndarray, optics: Optics):
+@jit
+def _streaks(
+    x, y, z, half_width, half_height, near, far, diameter, vx, vy, vz, frame, optics, gust, moved
+):  # pragma: no cover
+    """``streak_columns`` of the drops (``Drops``' fields, (N,)) in their frames (N,): a (7, N)
+    float64 array, a drop at a time."""
+    out = np.empty((7, x.size))
+    for i in range(x.size):
+        time = frame[i] / optics.fps
+        wind = vx[i] + gust * time
+        xi, yi, zi = x[i], y[i], z[i]
+        if moved:
+            xi = _wrap(xi + (vx[i] + 0.5 * gust * time) * time, -half_width[i], half_width[i])
+            yi = _wrap(yi + vy[i] * time, -half_height[i], half_height[i])
+            zi = _wrap(zi + vz[i] * time, near[i], far[i])
+        exposure = optics.exposure
+        end_x, end_y, end_z = xi + wind * exposure, yi + vy[i] * exposure, zi + vz[i] * exposure
+        x0, y0 = _project(xi, yi, zi, optics)
+        x1, y1 = _project(end_x, end_y, end_z, optics)
+        path = np.hypot(x1 - x0, y1 - y0)
+        half_length, radius, peak = streak_shape(diameter[i], 0.5 * (zi + end_z), path, optics)
+        moving = path > 1e-9
+        out[0, i], out[1, i] = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
+        out[2, i] = (x1 - x0) / path if moving else 0.0
+        out[3, i] = (y1 - y0) / path if moving else 1.0
+        out[4, i], out[5, i] = half_length, radius
+        out[6, i] = peak if zi > NEAR_PLANE and end_z > NEAR_PLANE else 0.0
+    return out
+
+
+@jit
+def _project(x, y, z, optics):  # pragma: no cover
     """Pinhole projection to pixel coordinates (pixel centres at integers), (x_px, y_px)."""
-    scale = optics.focal / np.maximum(z, NEAR_PLANE)
+    scale = optics.focal / max(z, NEAR_PLANE)
     return 0.5 * (optics.width - 1) + x * scale, 0.5 * (optics.height - 1) + y * scale
 
 
-def _wrap(value: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+@jit
+def _wrap(value, lo, hi):  # pragma: no cover
     """``value`` wrapped into [lo, hi): a drop leaving its box comes back on the other side."""
     return lo + np.mod(value - lo, hi - lo)
