@@ -103,18 +103,36 @@ def _landings(
     index = np.repeat(np.tile(np.arange(len(near)), len(windows)), counts.ravel())
     u = rng.random((4, index.size))
     diameter = sample_diameters(rng, rate, index.size, d_min[index])
-    # indices, not a mask: NumPy gathers by index several times faster than it masks
-    kept = np.flatnonzero(u[3] * v_max < terminal_velocity(diameter))
-    window, index, u, diameter = window[kept], index[kept], u[:3].take(kept, 1), diameter[kept]
-    near, far = near[index], far[index]
-    distance = np.sqrt(near * near + u[1] * (far * far - near * near))  # density ~ z
-    landings = (
-        start[window] + (stop - start)[window] * u[0],
-        distance,
-        (u[2] - 0.5) * optics.width * distance / optics.focal,
-        diameter,
+    speed = terminal_velocity(diameter)
+    kept, landings = _thinned(
+        window, index, u, diameter, speed, v_max, start, stop, near, far, optics
     )
-    return landings, np.searchsorted(window, np.arange(len(windows) + 1))
+    return landings, np.searchsorted(kept, np.arange(len(windows) + 1))
+
+
+@jit
+def _thinned(
+    window, index, u, diameter, speed, v_max, start, stop, near, far, optics
+):  # pragma: no cover
+    """The candidate landings (N,) of ``_landings`` that thinning keeps (those with
+    u3 v(D_MAX) < v(D)): in window ``window`` (times ``start``, ``stop`` s), ground slice
+    ``index`` (``near``, ``far`` m), uniforms ``u`` (4, N), diameter (mm) and speed (m/s).
+    Returns the kept ones' windows (N',) int64 and (4, N') float64 landing time (s), distance
+    (m, density ~ z between near and far), lateral position (m, + = right: uniform across the
+    ground the ``optics`` see at that distance) and diameter."""
+    kept = np.empty(window.size, np.int64)
+    out = np.empty((4, window.size))
+    count = 0
+    for i in range(window.size):  # branch-free: a random third is dropped
+        w, z0, z1 = window[i], near[index[i]], far[index[i]]
+        distance = np.sqrt(z0 * z0 + u[1, i] * (z1 * z1 - z0 * z0))
+        kept[count] = w
+        out[0, count] = start[w] + (stop[w] - start[w]) * u[0, i]
+        out[1, count] = distance
+        out[2, count] = (u[2, i] - 0.5) * optics.width * distance / optics.focal
+        out[3, count] = diameter[i]
+        count += u[3, i] * v_max < speed[i]
+    return kept[:count], out[:, :count]
 
 
 def _windows(num_frames: int, optics: Optics) -> list[tuple[float, float]]:
