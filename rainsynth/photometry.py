@@ -34,8 +34,8 @@ for the scene clips it): set so that streak contrast matches real rain (docs/str
 def linear(frames: np.ndarray) -> np.ndarray:
     """Linear radiance (gamma 2) of display values: uint8 or float in [0, 1] -> float32."""
     scale = 1.0 / 255.0 if frames.dtype == np.uint8 else 1.0
-    values = frames.astype(np.float32) * np.float32(scale)
-    return values * values
+    values = np.multiply(frames, np.float32(scale), dtype=np.float32)
+    return np.multiply(values, values, out=values)
 
 
 def environment(clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
