@@ -171,9 +171,9 @@ def _compose_lit(
 ):  # pragma: no cover  # fmt: skip
     """Rows [start, stop) of the (T * H) image rows: see ``compose_lit``. ``veil`` and ``alpha``
     (T, H, W) are None where they are zero; ``widened`` is the environment from ``_widened``,
-    interpolated here between its rows. The splashes, which few pixels have, come first; then
-    one pass over the row computes the drops' light at every pixel (which vectorises) and keeps
-    it where a drop or a splash covers the pixel."""
+    interpolated here between its rows. One pass over each row computes the drops' and the
+    splashes' light at every pixel and keeps them where they cover it: selects, not branches,
+    so that the loop vectorises."""
     height, width = out.shape[1], out.shape[2]
     low_h = widened.shape[1]
     zero, one = np.float32(0.0), np.float32(1.0)
@@ -187,14 +187,6 @@ def _compose_lit(
         rain, b_row = out[t, y].reshape(-1), clean[t, y].reshape(-1)
         s_row, p_row = streaks[t, y].reshape(-1), splashes[t, y].reshape(-1)
         drops, spray, beta_row = coverage[0, t, y], coverage[1, t, y], beta[t, y]
-        p_row[:] = zero
-        for x in range(width):
-            if spray[x] > zero:
-                u = zero if veil is None else veil[t, y, x]
-                for k in range(3):
-                    o = _scene(beta_row[x], b_row[3 * x + k], scale, light[t, k], u)
-                    e = _lerp(upper[3 * x + k], lower[3 * x + k], wy)
-                    p_row[3 * x + k] = _lit(o, spray[x], e)
         for x in range(width):
             u = zero if veil is None else veil[t, y, x]
             m = zero if alpha is None else alpha[t, y, x]
@@ -202,8 +194,10 @@ def _compose_lit(
             for k in range(3):
                 i = 3 * x + k
                 o = _scene(beta_row[x], b_row[i], scale, light[t, k], u)
-                lit = _lit(o, drops[x], _lerp(upper[i], lower[i], wy))
-                s, p = lit if covered else zero, p_row[i]  # both read unconditionally: vectorises
-                s_row[i] = s
+                e = _lerp(upper[i], lower[i], wy)
+                lit, splash_lit = _lit(o, drops[x], e), _lit(o, spray[x], e)
+                s = lit if covered else zero
+                p = splash_lit if spray[x] > zero else zero
+                s_row[i], p_row[i] = s, p
                 o = o + s + p if covered else o  # Eq. 3 with S and splashes
                 rain[i] = min(max((one - m) * o + m * intensity[t, k], zero), one)  # Eq. 4
