@@ -258,9 +258,9 @@ class Slices:
     half_height: np.ndarray
     density: np.ndarray
 
-    @property
+    @functools.cached_property
     def expected(self) -> np.ndarray:
-        """Expected number of drops in each slice's box."""
+        """Expected number of drops in each slice's box (computed once: read it only)."""
         return self.density * 4.0 * self.half_width * self.half_height * (self.far - self.near)
 
 
