@@ -76,15 +76,15 @@ def ground_distances(params: RainParams, optics: Optics) -> np.ndarray:
 
 def _landings(
     params: RainParams, optics: Optics, windows: list[tuple[float, float]]
-) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Drops landing on the visible ground during the ``windows`` (``_windows``).
 
     A Poisson process on the ground (time, distance, lateral position) with intensity
     N(D) v(D), drawn by thinning (Lewis & Shedler 1979) one with intensity N(D) v(D_MAX): per
     ground slice, drops of the diameters whose splash is visible there.
-    Returns float64 arrays (N,): landing time (s), distance along the optical axis (m), lateral
-    position (m, + = right) and diameter (mm); and the bounds (len(windows) + 1,) of each
-    window's landings in them.
+    Returns a float64 (4, N) array: landing time (s), distance along the optical axis (m),
+    lateral position (m, + = right) and diameter (mm) of each landing; and the bounds
+    (len(windows) + 1,) of each window's landings in it.
     """
     rate = params.physics.rain.rate
     edges = ground_distances(params, optics)
