@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba.extending import register_jitable
 
 from rainsynth._jit import jit, run_parallel
 from rainsynth.params import RainParams
@@ -175,14 +176,14 @@ def _streaks(
     return out
 
 
-@jit
+@register_jitable
 def _project(x, y, z, optics):  # pragma: no cover
     """Pinhole projection to pixel coordinates (pixel centres at integers), (x_px, y_px)."""
     scale = optics.focal / max(z, NEAR_PLANE)
     return 0.5 * (optics.width - 1) + x * scale, 0.5 * (optics.height - 1) + y * scale
 
 
-@jit
+@register_jitable
 def _wrap(value, lo, hi):  # pragma: no cover
     """``value`` wrapped into [lo, hi): a drop leaving its box comes back on the other side."""
     return lo + np.mod(value - lo, hi - lo)

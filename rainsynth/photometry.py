@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from numba.extending import register_jitable
 
 from rainsynth._jit import jit, run_parallel
 
@@ -124,28 +125,21 @@ def _plane(layer: np.ndarray) -> np.ndarray | None:
     return np.ascontiguousarray(plane)
 
 
-@jit
-def _lerp(a, b, w):  # pragma: no cover
-    """(1 - w) a + w b, float32."""
+@register_jitable
+def _lerp(a, b, w):
+    """(1 - w) a + w b, float32 (numbers or arrays)."""
     return (np.float32(1.0) - w) * a + w * b
 
 
-@jit
-def _widened(environment, width):  # pragma: no cover
+def _widened(environment: np.ndarray, width: int) -> np.ndarray:
     """The environment (T, h, w, 3) sampled bilinearly along x at every column of an image
     ``width`` px wide, (T, h, width, 3) float32: low-res pixel centres at (i + 1/2) LOW - 1/2,
     edges clamped. The rows are interpolated in ``_compose_lit``."""
-    num_frames, low_h, low_w = environment.shape[:3]
-    out = np.empty((num_frames, low_h, width, 3), np.float32)
-    for x in range(width):
-        fx = min(max((x + 0.5) / LOW - 0.5, 0.0), low_w - 1.0)
-        x0 = int(fx)
-        x1, wx = min(x0 + 1, low_w - 1), np.float32(fx - x0)
-        for t in range(num_frames):
-            for i in range(low_h):
-                for k in range(3):
-                    out[t, i, x, k] = _lerp(environment[t, i, x0, k], environment[t, i, x1, k], wx)
-    return out
+    low_w = environment.shape[2]
+    fx = np.clip((np.arange(width) + 0.5) / LOW - 0.5, 0.0, low_w - 1.0)
+    x0 = fx.astype(np.int64)
+    x1, wx = np.minimum(x0 + 1, low_w - 1), (fx - x0).astype(np.float32)
+    return _lerp(environment.take(x0, axis=2), environment.take(x1, axis=2), wx[:, None])
 
 
 @jit

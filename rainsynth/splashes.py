@@ -190,7 +190,8 @@ def _splash_columns(
                 scale = optics.focal / distance[i]
                 columns[0, count] = 0.5 * (optics.width - 1) + lateral[i] * scale
                 columns[1, count] = horizon_row - 0.5 + camera_height * scale
-                columns[2:, count] = (1.0, 0.0, half_length, radius, peak)
+                columns[2, count], columns[3, count] = 1.0, 0.0
+                columns[4, count], columns[5, count], columns[6, count] = half_length, radius, peak
                 count += 1
         offsets[t + 1] = count
     return offsets, columns[:, :count]
