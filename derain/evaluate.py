@@ -50,9 +50,8 @@ def median5(rain: np.ndarray) -> np.ndarray:
 
 
 def derain_clip(derainer: FrameDerainer, rain: np.ndarray) -> np.ndarray:
-    """The network's output for one clip (T,H,W,3) in [0, 1], frame by frame from a fresh state."""
-    derainer.reset()
-    return np.stack([derainer(frame) for frame in rain])
+    """The network's output for one clip (T,H,W,3) in [0, 1] (FrameDerainer.stream)."""
+    return np.stack(list(derainer.stream(rain)))
 
 
 def quantise(frames: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ same veil.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import click
@@ -127,6 +127,27 @@ class FrameDerainer:
                 norm[..., y : y + th, x : x + tw] += weight
         return (total / norm).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
 
+    def stream(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Derain one video's frames in order, from a fresh state: each output as __call__'s.
+
+        The recurrence is primed with the second frame before the first (its output dropped), so
+        that the first frame, too, follows a frame of the same scene: the state a video's later
+        frames see (ModelConfig.streak_bound: the first frame's streaks are bounded as theirs).
+        """
+        self.reset()
+        frames = iter(frames)
+        first = next(frames, None)
+        second = next(frames, None)
+        if first is None:
+            return
+        if second is not None:
+            self(second)
+        yield self(first)
+        if second is not None:
+            yield self(second)
+            for frame in frames:
+                yield self(frame)
+
     def _tile(
         self, image: torch.Tensor, key: tuple[int, int], context: torch.Tensor
     ) -> torch.Tensor:
@@ -220,8 +241,9 @@ def derain_video(
         try:
             writer.send(None)
             total = _count_video_frames(source)
-            for frame in tqdm(frames, total=total, disable=not progress, unit="frame"):
-                writer.send(to_uint8(derainer(frame)).tobytes())
+            outputs = derainer.stream(frames)
+            for output in tqdm(outputs, total=total, disable=not progress, unit="frame"):
+                writer.send(to_uint8(output).tobytes())
                 count += 1
         finally:
             writer.close()
@@ -230,6 +252,20 @@ def derain_video(
 
     atomic_write(target, write)
     return count
+
+
+def _same_size_images(files: list[Path]) -> Iterator[np.ndarray]:
+    """The images of ``files`` in order; SourceError naming the first whose size differs."""
+    size = None
+    for path in files:
+        image = read_image(str(path))
+        size = size or image.shape[:2]
+        if image.shape[:2] != size:
+            raise SourceError(
+                f"frame {path} is {image.shape[1]}x{image.shape[0]}, but {files[0].name} is "
+                f"{size[1]}x{size[0]}: the frames of a folder must have one size"
+            )
+        yield image
 
 
 def derain_folder(
@@ -246,16 +282,12 @@ def derain_folder(
             f"output folder {target} exists and is not an empty folder; choose a new one"
         )
     with atomic_folder(target) as temp:
-        size = None
-        for path in tqdm(files, disable=not progress, unit="frame"):
-            image = read_image(str(path))
-            size = size or image.shape[:2]
-            if image.shape[:2] != size:
-                raise SourceError(
-                    f"frame {path} is {image.shape[1]}x{image.shape[0]}, but {files[0].name} is "
-                    f"{size[1]}x{size[0]}: the frames of a folder must have one size"
-                )
-            write_png(temp / f"{path.stem}.png", to_uint8(derainer(image)))
+        outputs = derainer.stream(_same_size_images(files))
+        steps = tqdm(
+            zip(files, outputs, strict=True), total=len(files), disable=not progress, unit="frame"
+        )
+        for path, output in steps:
+            write_png(temp / f"{path.stem}.png", to_uint8(output))
         if target.exists():
             target.rmdir()
     return len(files)

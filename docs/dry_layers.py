@@ -1,11 +1,12 @@
-"""Which layer variable changes rain-free footage, and what a dead zone on S would do.
+"""Which layer variable changes rain-free footage, and what a dead zone or a bound on S would do.
 
     python docs/dry_layers.py --data data/real --weights derain/weights/model.safetensors
 
 Over the test clips of each preset asked for (every ``--every``-th clip, its first 4 frames),
 the model runs as trained; Eq. 6 (derain.recovery.recover) is then evaluated again from its
 final layers S^M, U^M, beta^M, A^M, R^M with one of them set to its rain-free value (S = 0,
-U = 0, beta = 1, R = 0), and with S^M shrunk by a dead zone, S' = max(S - tau, 0). Each row is the
+U = 0, beta = 1, R = 0), and with S^M shrunk by a dead zone, S' = max(S - tau, 0); the last rows
+run the same weights with ModelConfig.streak_bound (windows 1 and 3 px). Each row is the
 median over clips of the mean Y PSNR (dB, frames 2-4) against the clean frames (for the `dry`
 preset the clean frames are the input). The last line per preset gives the percentiles of S^M.
 """
@@ -19,14 +20,16 @@ import torch
 
 from derain.checkpoint import load_model
 from derain.metrics import psnr_y
+from derain.model import build_model
 from derain.recovery import recover
 from rainsynth.dataset import read_dataset
 
 NEUTRAL = {"S=0": ("S", 0.0), "U=0": ("U", 0.0), "beta=1": ("beta", 1.0), "R=0": ("R", 0.0)}
 TAUS = (0.02, 0.04, 0.08)
+BOUND_WINDOWS = (1, 3)
 
 
-def scores(model, clip, frames: int = 4) -> tuple[dict[str, float], np.ndarray]:
+def scores(model, bounded: dict, clip, frames: int = 4) -> tuple[dict[str, float], np.ndarray]:
     """Y PSNR of each variant of Eq. 6 on one clip, and S^M's values."""
     window = slice(0, frames)
     rain8 = clip.stored_frames("rain", window)
@@ -46,6 +49,9 @@ def scores(model, clip, frames: int = 4) -> tuple[dict[str, float], np.ndarray]:
     for tau in TAUS:
         shrunk = (layers["S"] - tau).clamp(min=0)
         row[f"S dead zone {tau}"] = psnr(recover(rain[0], **{**layers, "S": shrunk}))
+    for window, net in bounded.items():
+        with torch.no_grad():
+            row[f"S bound {window} px"] = psnr(net(rain)["B"][0])
     return row, layers["S"].flatten().numpy()
 
 
@@ -58,11 +64,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = load_model(args.weights)[0].eval()
+    bounded = {w: build_model(model.config, streak_bound=w).eval() for w in BOUND_WINDOWS}
+    for net in bounded.values():
+        net.load_state_dict(model.state_dict())
     clips = read_dataset(args.data, split="test")
     for preset in args.presets.split(","):
         rows, values = [], []
         for clip in [c for c in clips if c.preset == preset][:: args.every]:
-            row, s = scores(model, clip)
+            row, s = scores(model, bounded, clip)
             rows.append(row)
             values.append(s)
         for name in rows[0]:

@@ -68,8 +68,9 @@ def test_model_report_equals_streamed_outputs_scored_by_hand(
     clips = read_dataset(dataset, split="test", preset="light")
     derainer = FrameDerainer(model, torch.device("cpu"))
     outputs = []
-    for clip in clips:
+    for clip in clips:  # primed with the second frame, as FrameDerainer.stream does
         derainer.reset()
+        derainer(clip.rain()[1])
         outputs.append(quantise(np.stack([derainer(f) for f in clip.rain()])))
     expected = _expected(clips, outputs)
     with open(report, newline="") as handle:

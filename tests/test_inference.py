@@ -58,6 +58,25 @@ def test_streaming_equals_the_clip_forward_pass_with_padding(tiny_model):
         derainer(frames[0][:32])
 
 
+def test_stream_primes_the_state_with_the_second_frame(tiny_model):
+    """FrameDerainer.stream: the second frame steps once first (output dropped), then every
+    frame in order from there, so the first frame follows a frame of its own video."""
+    frames = _frames(3, 32, 48)
+    derainer = FrameDerainer(tiny_model.eval(), torch.device("cpu"), tile=0)
+    streamed = list(derainer.stream(frames))
+    derainer.reset()
+    derainer(frames[1])
+    expected = [derainer(f) for f in frames]
+    assert len(streamed) == 3
+    for got, want in zip(streamed, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    derainer(frames[0])  # a state left over from another video is not carried into the next
+    alone = list(derainer.stream(frames[:1]))
+    derainer.reset()
+    np.testing.assert_array_equal(alone[0], derainer(frames[0]))  # one frame: nothing to prime
+    assert list(derainer.stream([])) == []
+
+
 class _CountingNet(nn.Module):
     """Stand-in network: returns half its input plus 0.01 per frame its state has seen plus 0.1
     times each row's position in the whole frame; keeps the context each step was given."""
