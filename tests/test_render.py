@@ -328,6 +328,7 @@ def test_out_of_range_parameters_raise(section, data):
 
 def test_render_leaves_torch_thread_count_alone():
     """Rendering inside a training loop must not start numba's OpenMP pool (it resets torch's)."""
+    pytest.importorskip("torch")
     code = (
         "import numpy as np, torch, rainsynth; torch.set_num_threads(1); "
         "p = rainsynth.sample_params('heavy', seed=0, shape=(2, 16, 16)); "
