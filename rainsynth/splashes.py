@@ -36,8 +36,10 @@ from rainsynth.physics import (
 from rainsynth.rng import CLIP_LEVEL, stream
 from rainsynth.streaks import splat_streaks
 
-GROUND_SLICES = 8
-"""Distance slices of the visible ground, geometric from the bottom row out to FARTHEST_SPLASH."""
+GROUND_SLICES = 16
+"""Distance slices of the visible ground, geometric from the bottom row out to FARTHEST_SPLASH.
+Each draws only the diameters whose splash can be seen somewhere in it (``visible_diameter``):
+16 rather than 8 draws a quarter fewer landings that no frame shows, for the same visible ones."""
 FARTHEST_SPLASH = 100.0
 """m: the farthest ground searched for visible splashes."""
 
