@@ -7,7 +7,7 @@ in the dark. The environment of a drop at pixel x is modelled from the clip's ow
 radiance: half of it the scene around the drop, the frame blurred at 1/16 and at 1/4 of its height
 in equal parts (a light nearby subtends a larger solid angle than the same light far away), and
 half of it the sky above, which the frame hardly shows: SKY_GAIN times the 90th percentile of the
-frame's upper half, per channel, since a camera exposed for the scene clips the sky (its
+frame's upper half, per channel (the sample at rank floor(0.9 (n - 1)), not interpolated), since a camera exposed for the scene clips the sky (its
 percentile, in display values, is also the atmospheric light A the veil scatters).
 
 A pixel whose exposure a drop covered for a fraction c (its coverage) records, in linear
@@ -52,7 +52,7 @@ def environment(clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     samples = linear(clean[:, y0::step, x0::step])
     out = np.empty((num_frames, low_h, low_w, 3), np.float32)
     upper = samples[:, : max(1, samples.shape[1] // 2)].reshape(num_frames, -1, 3)
-    sky = np.percentile(upper, 90, axis=1)
+    sky = _percentile_90(upper)
     for t in range(num_frames):
         low = cv2.resize(samples[t], (low_w, low_h), interpolation=cv2.INTER_AREA)
         near = cv2.GaussianBlur(low, (0, 0), max(low_h / LOW, 0.5), borderType=cv2.BORDER_REFLECT)
@@ -60,6 +60,15 @@ def environment(clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         around = np.float32(0.25) * (near.reshape(low.shape) + wide.reshape(low.shape))
         out[t] = around + np.float32(0.5 * SKY_GAIN) * sky[t]
     return out, sky.astype(np.float32)
+
+
+def _percentile_90(values: np.ndarray) -> np.ndarray:
+    """Per frame and channel the 90th percentile of values (T, n, 3), float32 (T, 3): the value
+    of rank floor(0.9 (n - 1)) (numpy's method="lower"), by one partial sort of each
+    contiguous channel (a fifth of np.percentile's time, which sorts along a strided axis)."""
+    rank = int(0.9 * (values.shape[1] - 1))
+    channels = np.ascontiguousarray(values.transpose(0, 2, 1))
+    return np.partition(channels, rank, axis=2)[..., rank]
 
 
 def scene_light(sky: np.ndarray) -> np.ndarray:
@@ -139,7 +148,20 @@ def _widened(environment: np.ndarray, width: int) -> np.ndarray:
     fx = np.clip((np.arange(width) + 0.5) / LOW - 0.5, 0.0, low_w - 1.0)
     x0 = fx.astype(np.int64)
     x1, wx = np.minimum(x0 + 1, low_w - 1), (fx - x0).astype(np.float32)
-    return _lerp(environment.take(x0, axis=2), environment.take(x1, axis=2), wx[:, None])
+    rows = environment.reshape(-1, low_w, 3)
+    out = np.empty((rows.shape[0], width, 3), np.float32)
+    _widen_rows(rows, x0, x1, wx, out)
+    return out.reshape(environment.shape[:2] + (width, 3))
+
+
+@jit
+def _widen_rows(rows, x0, x1, wx, out):  # pragma: no cover
+    """out[r, x] = _lerp(rows[r, x0[x]], rows[r, x1[x]], wx[x]) for every row r of rows
+    (R, w, 3) and column x of out (R, width, 3): one pass, no temporaries."""
+    for r in range(rows.shape[0]):
+        for x in range(out.shape[1]):
+            for k in range(3):
+                out[r, x, k] = _lerp(rows[r, x0[x], k], rows[r, x1[x], k], wx[x])
 
 
 @jit

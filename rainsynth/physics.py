@@ -224,16 +224,17 @@ _DIAMETERS = np.linspace(0.1, D_MAX, 119)
 
 
 def visible_diameter(
-    near: np.ndarray, far: np.ndarray, optics: Optics, *, splash: bool = False
+    near: np.ndarray, far: np.ndarray, optics: Optics, *, splash: float = 0.0
 ) -> np.ndarray:
     """Smallest diameter, mm, of a drop whose streak somewhere in [near, far] m (at either end
     or at the focus distance), falling at its terminal speed, peaks at a coverage of at least
-    VISIBLE (or, with ``splash``, whose full-grown splash does); D_MAX where no drop does.
-    near, far: arrays of the same shape; the result has it too."""
+    VISIBLE (or, with ``splash`` > 0, whose splash, a still blob ``splash`` times the drop's
+    diameter, does); D_MAX where no drop does. near, far: arrays of the same shape; the result
+    has it too."""
     near, far = np.asarray(near, np.float64), np.asarray(far, np.float64)
     distance = np.stack([near, far, np.clip(optics.focus, near, far)])[..., None]
     if splash:
-        peak = streak_shape(SPRAY * _DIAMETERS, distance, 0.0, optics)[2]
+        peak = streak_shape(splash * _DIAMETERS, distance, 0.0, optics)[2]
     else:
         path = streak_length(terminal_velocity(_DIAMETERS), optics.exposure, optics.focal, distance)
         peak = streak_shape(_DIAMETERS, distance, path, optics)[2]

@@ -36,8 +36,10 @@ from rainsynth.physics import (
 from rainsynth.rng import CLIP_LEVEL, stream
 from rainsynth.streaks import splat_streaks
 
-GROUND_SLICES = 8
-"""Distance slices of the visible ground, geometric from the bottom row out to FARTHEST_SPLASH."""
+GROUND_SLICES = 16
+"""Distance slices of the visible ground, geometric from the bottom row out to FARTHEST_SPLASH.
+Each draws only the diameters whose splash can be seen somewhere in it (``visible_diameter``):
+16 rather than 8 draws a quarter fewer landings that no frame shows, for the same visible ones."""
 FARTHEST_SPLASH = 100.0
 """m: the farthest ground searched for visible splashes."""
 
@@ -81,7 +83,8 @@ def _landings(
 
     A Poisson process on the ground (time, distance, lateral position) with intensity
     N(D) v(D), drawn by thinning (Lewis & Shedler 1979) one with intensity N(D) v(D_MAX): per
-    ground slice, drops of the diameters whose splash is visible there.
+    piece of a window (``_pieces``) and ground slice, drops of the diameters whose splash is
+    visible there then.
     Returns a float64 (4, N) array: landing time (s), distance along the optical axis (m),
     lateral position (m, + = right) and diameter (mm) of each landing; and the bounds
     (len(windows) + 1,) of each window's landings in it.
@@ -89,25 +92,50 @@ def _landings(
     rate = params.physics.rain.rate
     edges = ground_distances(params, optics)
     near, far = edges[:-1], edges[1:]
-    d_min = visible_diameter(near, far, optics, splash=True)
-    start, stop = np.array(windows).T
+    start, stop, window, young = _pieces(windows, optics)
+    sizes = (SPRAY, SPRAY * np.sqrt(0.5 * min(SPLASH_TIME, optics.exposure) / SPLASH_TIME))
+    d_min = np.array([visible_diameter(near, far, optics, splash=size) for size in sizes])
     v_max = float(terminal_velocity(D_MAX))
     # the ground seen between near and far is W z / f wide at distance z: W (far^2 - near^2) / 2f
     area = optics.width * (far * far - near * near) / (2.0 * optics.focal)
-    density = np.array([number_density(rate, d, D_MAX) for d in d_min])
-    means = np.outer(stop - start, density * v_max * area)  # (window, slice)
+    density = np.array([[number_density(rate, d, D_MAX) for d in row] for row in d_min])
+    means = (stop - start)[:, None] * (density * v_max * area)[young.astype(np.int64)]
     check_count("splashes", means.sum())
     rng = stream(params.seed, params.clip, CLIP_LEVEL, "splashes")
-    counts = rng.poisson(means)
-    window = np.repeat(np.arange(len(windows)), counts.sum(axis=1))
-    index = np.repeat(np.tile(np.arange(len(near)), len(windows)), counts.ravel())
+    counts = rng.poisson(means)  # (piece, slice)
+    piece = np.repeat(np.arange(len(start)), counts.sum(axis=1))
+    index = np.repeat(np.tile(np.arange(len(near)), len(start)), counts.ravel())
     u = rng.random((4, index.size))
-    diameter = sample_diameters(rng, rate, index.size, d_min[index])
+    diameter = sample_diameters(rng, rate, index.size, d_min[young[piece].astype(np.int64), index])
     speed = terminal_velocity(diameter)
     kept, landings = _thinned(
-        window, index, u, diameter, speed, v_max, start, stop, near, far, optics
+        piece, index, u, diameter, speed, v_max, start, stop, near, far, optics
     )
-    return landings, np.searchsorted(kept, np.arange(len(windows) + 1))
+    return landings, np.searchsorted(window[kept], np.arange(len(windows) + 1))
+
+
+def _pieces(
+    windows: list[tuple[float, float]], optics: Optics
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ``windows`` cut where the last exposure in each opens: start and stop (s), window
+    (int64) and whether the splashes are seen young (bool), arrays (P,), in time order.
+
+    A drop landing while the last exposure of its window is open is seen by that exposure only
+    (the earlier ones have closed when frames last no longer than a frame period; the next
+    window opens SPLASH_TIME after this one closes), at an age of at most
+    min(SPLASH_TIME, exposure) / 2 in the middle of the part it lasts (``_splash_columns``):
+    young, its splash at most sqrt(min(SPLASH_TIME, exposure) / (2 SPLASH_TIME)) of its full
+    size (square-root growth, Yarin & Weiss 1995). Landings earlier in a window may be seen
+    full grown."""
+    pieces = []
+    for w, (start, stop) in enumerate(windows):
+        last_open = stop - optics.exposure
+        if optics.exposure <= 1.0 / optics.fps:
+            pieces += [(start, last_open, w, False), (last_open, stop, w, True)]
+        else:
+            pieces.append((start, stop, w, False))
+    start, stop, window, young = zip(*pieces, strict=True)
+    return np.array(start), np.array(stop), np.array(window, np.int64), np.array(young)
 
 
 @jit
@@ -115,9 +143,9 @@ def _thinned(
     window, index, u, diameter, speed, v_max, start, stop, near, far, optics
 ):  # pragma: no cover
     """The candidate landings (N,) of ``_landings`` that thinning keeps (those with
-    u3 v(D_MAX) < v(D)): in window ``window`` (times ``start``, ``stop`` s), ground slice
+    u3 v(D_MAX) < v(D)): in piece ``window`` (times ``start``, ``stop`` s), ground slice
     ``index`` (``near``, ``far`` m), uniforms ``u`` (4, N), diameter (mm) and speed (m/s).
-    Returns the kept ones' windows (N',) int64 and (4, N') float64 landing time (s), distance
+    Returns the kept ones' pieces (N',) int64 and (4, N') float64 landing time (s), distance
     (m, density ~ z between near and far), lateral position (m, + = right: uniform across the
     ground the ``optics`` see at that distance) and diameter."""
     kept = np.empty(window.size, np.int64)
