@@ -55,13 +55,18 @@ def scores(model, bounded: dict, clip, frames: int = 4) -> tuple[dict[str, float
     return row, layers["S"].flatten().numpy()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def study_parser(description: str) -> argparse.ArgumentParser:
+    """The options of the docs/ studies of a model on a dataset's test clips."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", default="data/real")
     parser.add_argument("--weights", default="derain/weights/model.safetensors")
     parser.add_argument("--presets", default="dry,streaks,light,heavy")
     parser.add_argument("--every", type=int, default=4)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = study_parser(__doc__.splitlines()[0]).parse_args()
     torch.set_num_threads(1)
     model = load_model(args.weights)[0].eval()
     bounded = {w: build_model(model.config, streak_bound=w).eval() for w in BOUND_WINDOWS}

@@ -10,10 +10,9 @@ all frames, outputs not quantised) both ways, and the median PSNR of each frame 
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import torch
+from dry_layers import study_parser
 
 from derain.checkpoint import load_model
 from derain.inference import FrameDerainer
@@ -35,12 +34,7 @@ def frame_scores(derainer: FrameDerainer, clip) -> tuple[list[float], list[float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="data/real")
-    parser.add_argument("--weights", default="derain/weights/model.safetensors")
-    parser.add_argument("--presets", default="dry,streaks,light,heavy")
-    parser.add_argument("--every", type=int, default=4)
-    args = parser.parse_args()
+    args = study_parser(__doc__.splitlines()[0]).parse_args()
     torch.set_num_threads(1)
     derainer = FrameDerainer(load_model(args.weights)[0], torch.device("cpu"), tile=0)
     clips = read_dataset(args.data, split="test")
