@@ -13,6 +13,7 @@ same veil.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -136,17 +137,11 @@ class FrameDerainer:
         """
         self.reset()
         frames = iter(frames)
-        first = next(frames, None)
-        second = next(frames, None)
-        if first is None:
-            return
-        if second is not None:
-            self(second)
-        yield self(first)
-        if second is not None:
-            yield self(second)
-            for frame in frames:
-                yield self(frame)
+        head = list(itertools.islice(frames, 2))
+        if len(head) == 2:
+            self(head[1])
+        for frame in itertools.chain(head, frames):
+            yield self(frame)
 
     def _tile(
         self, image: torch.Tensor, key: tuple[int, int], context: torch.Tensor

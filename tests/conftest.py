@@ -87,8 +87,7 @@ def frame_folders(tmp_path) -> Path:
 # derain fixtures
 
 
-@pytest.fixture
-def tiny_model():
+def _tiny_network():
     """The tiny network (derain_helpers.TINY_MODEL) as seed 0 draws it, in training mode."""
     import torch
     from derain_helpers import TINY_MODEL
@@ -99,16 +98,17 @@ def tiny_model():
     return build_model(TINY_MODEL)
 
 
+@pytest.fixture
+def tiny_model():
+    """The tiny network (derain_helpers.TINY_MODEL) as seed 0 draws it, in training mode."""
+    return _tiny_network()
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory):
     """The weights file of :func:`tiny_model` (iteration 0)."""
-    import torch
-    from derain_helpers import TINY_MODEL
-
     from derain.checkpoint import save_weights
-    from derain.model import build_model
 
-    torch.manual_seed(0)
-    model = build_model(TINY_MODEL)
+    model = _tiny_network()
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
     return save_weights(path, model.state_dict(), model.config.to_dict())
