@@ -74,11 +74,9 @@ def _load_recipe(ctx: click.Context, param: click.Parameter, value: str | None) 
     for key in ("root", "out"):  # relative paths are relative to the recipe file
         if isinstance(recipe.get(key), str):
             recipe[key] = str(path.parent / recipe[key])
-    for key in ("presets", "test_groups"):
+    for key, sep in (("presets", ","), ("test_groups", ","), ("size", "x")):  # as typed in a shell
         if isinstance(recipe.get(key), list):
-            recipe[key] = ",".join(map(str, recipe[key]))
-    if isinstance(recipe.get("size"), list):
-        recipe["size"] = "x".join(map(str, recipe["size"]))
+            recipe[key] = sep.join(map(str, recipe[key]))
     ctx.default_map = {**(ctx.default_map or {}), **recipe}
     return value
 
@@ -92,36 +90,12 @@ def _parse_size(ctx: click.Context, param: click.Parameter, value) -> tuple[int,
         ) from None
 
 
-def _parse_names(value: str | None) -> tuple[str, ...]:
-    """Comma-separated names as a tuple: "a, b,c" -> ("a", "b", "c")."""
-    return tuple(part.strip() for part in str(value or "").split(",") if part.strip())
-
-
-def _parse_presets(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
-    presets = _parse_names(value)
-    if not presets:
+def _parse_names(ctx: click.Context, param: click.Parameter, value) -> tuple[str, ...]:
+    """Comma-separated names as a tuple: "a, b,c" -> ("a", "b", "c"); --presets needs one."""
+    names = tuple(part.strip() for part in str(value or "").split(",") if part.strip())
+    if not names and param.name == "presets":
         raise click.BadParameter("give at least one preset, e.g. light,heavy", ctx, param)
-    return presets
-
-
-def source_root(source: str, root: str | None) -> str | None:
-    """The root of ``source``: ``root`` (--root) when given, else $RAINSYNTH_ROOT, else the
-    source's default folder (DEFAULT_ROOTS) when it exists; SourceError saying what was tried."""
-    if source == "builtin" or root is not None:
-        return root
-    env = os.environ.get(ROOT_ENV)
-    default = DEFAULT_ROOTS.get(source)
-    found = env or default
-    if found is not None and os.path.exists(found):
-        return found
-    tried = [
-        "--root (not given)",
-        f"${ROOT_ENV}={env} (not found)" if env else f"${ROOT_ENV} (not set)",
-    ]
-    tried += [f"./{default} (not found)"] if default and not env else []
-    raise SourceError(
-        f"the {source} source needs a root (its folder); tried {', '.join(tried)}: pass --root PATH"
-    )
+    return names
 
 
 @click.command("build", cls=Command, epilog=EXAMPLES)
@@ -139,7 +113,7 @@ def source_root(source: str, root: str | None) -> str | None:
 @click.option("--split", help="TRAIN/TEST sequences as counts (900/100) or fractions (0.9/0.1), "
               "seeded, never one source video on both sides. Default: every sequence (Vimeo's "
               "own lists, else 0.9/0.1).")  # fmt: skip
-@click.option("--presets", default="light,heavy", show_default=True, callback=_parse_presets,
+@click.option("--presets", default="light,heavy", show_default=True, callback=_parse_names,
               help=f"Comma-separated rain presets: {', '.join(PRESETS)} or paths of preset TOML "
               "files.")  # fmt: skip
 @click.option("--frames", type=click.IntRange(2, MAX_FRAMES), default=7, show_default=True,
@@ -160,7 +134,7 @@ def source_root(source: str, root: str | None) -> str | None:
               help="Local worker processes [default: all cores].")  # fmt: skip
 @click.option("--scheduler", metavar="ADDRESS",
               help="Run on the Dask cluster at ADDRESS (tcp://host:8786) instead.")  # fmt: skip
-@click.option("--test-groups", callback=lambda ctx, param, value: _parse_names(value),
+@click.option("--test-groups", callback=_parse_names,
               help="Comma-separated groups (frame folders, video files) that form the test side, "
               "all others the train side; the split then counts within each side "
               "[default: every clip of each].")  # fmt: skip
@@ -179,12 +153,25 @@ def build_command(
     the command, seed and every clip; OUT/README.md is the dataset card and OUT/index.html a
     page to look at the clips, their layers and parameters in a web browser, opened from disk.
     """
-    options["root"] = source_root(options["source"], options["root"])
+    source = options["source"]
+    if source != "builtin" and options["root"] is None:
+        env, default = os.environ.get(ROOT_ENV), DEFAULT_ROOTS.get(source)
+        options["root"] = env or default
+        if not os.path.exists(options["root"] or ""):
+            tried = [
+                "--root (not given)",
+                f"${ROOT_ENV}={env} (not found)" if env else f"${ROOT_ENV} (not set)",
+            ]
+            tried += [f"./{default} (not found)"] if default and not env else []
+            raise SourceError(
+                f"the {source} source needs a root (its folder); tried {', '.join(tried)}: "
+                "pass --root PATH"
+            )
     echo = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
     try:
         build(
             BuildOptions(**options),
-            out or os.path.join("out", options["source"]),
+            out or os.path.join("out", source),
             workers=workers or cores(),
             scheduler=scheduler,
             progress=not quiet,
@@ -226,20 +213,15 @@ def card_command(out: str, quiet: bool) -> None:
         manifest = dataset.read_json(folder / MANIFEST)
         if not isinstance(manifest.get("clips"), list):
             raise RainsynthError(f"{folder / MANIFEST} has no list of clips: not a manifest")
-        manifest = _in_build_order(manifest)
+        # presets in the order their first clips come, then any without clips, and the counts
+        # in the build's order (manifest.json sorts its keys): the build's bytes of the card
+        order = list(dict.fromkeys(item["preset"] for item in manifest["clips"]))
+        order += [name for name in manifest["presets"] if name not in order]
+        manifest["presets"] = {name: manifest["presets"][name] for name in order}
+        manifest["counts"] = counts(manifest["clips"])
         missing = len(browser.missing_previews(folder, manifest["clips"]))
         if missing and not quiet:
             click.echo(f"making the browser previews of {missing} clips", err=True)
         card.write_card(folder, manifest)
     if not quiet:
         click.echo(f"wrote {folder / card.CARD} and {folder / browser.PAGE}", err=True)
-
-
-def _in_build_order(manifest: dict) -> dict:
-    """The manifest with its presets and counts in the build's order (manifest.json sorts its
-    keys): presets in the order their first clips come (then any without clips), counts
-    recomputed from the clips; so the card written again has the build's bytes."""
-    order = list(dict.fromkeys(item["preset"] for item in manifest["clips"]))
-    order += [name for name in manifest["presets"] if name not in order]
-    presets = {name: manifest["presets"][name] for name in order}
-    return {**manifest, "presets": presets, "counts": counts(manifest["clips"])}

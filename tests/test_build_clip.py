@@ -1,4 +1,4 @@
-"""rainsynth.build.clip: one job's clip, and an unreadable sequence skipped or named."""
+"""rainsynth.build.executors.build_clip: one job's clip, and an unreadable sequence skipped or named."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from rainsynth import dataset
-from rainsynth.build.clip import build_clip
+from rainsynth.build.executors import build_clip
 from rainsynth.build.plan import BuildOptions, make_plan
 from rainsynth.errors import SourceError
 

@@ -19,6 +19,11 @@ from rainsynth.errors import RainsynthError
 from rainsynth.fileio import TEMP_PREFIX, write_atomic
 from rainsynth.sources.split import SIDES
 
+try:
+    import fcntl
+except ImportError:  # Windows: no lock
+    fcntl = None
+
 MANIFEST = "manifest.json"
 LOCK = ".rainsynth-build.lock"
 
@@ -26,47 +31,35 @@ LOCK = ".rainsynth-build.lock"
 @contextlib.contextmanager
 def locked(out: Path) -> Iterator[None]:
     """Hold an exclusive lock file in `out` while writing it (a build, or `rainsynth card`);
-    refuse folders that are not datasets.
+    refuse folders that hold anything but what a build writes there.
 
     The lock file goes when the build ends, even on an error; one left by a killed build marks
     the folder as an unfinished dataset.
     """
-    _check_out(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / LOCK, "a+b") as handle:
-        try:
-            import fcntl
-
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:  # no fcntl (Windows): no lock
-            pass
-        except OSError:
-            raise RainsynthError(f"another rainsynth build is writing to {out}") from None
-        try:
-            yield
-        finally:
-            (out / LOCK).unlink(missing_ok=True)
-
-
-def _check_out(out: Path) -> None:
-    """RainsynthError unless `out` is missing, empty, or holds only what a build writes there."""
     if out.exists() and not out.is_dir():
         raise RainsynthError(f"--out {out} is a file; give a folder for the dataset")
     ours = {MANIFEST, LOCK, *CARD_FILES, *SIDES}
     foreign = sorted(
         entry.name
         for entry in (out.iterdir() if out.is_dir() else [])
-        if entry.name not in ours and not _is_temp(entry)
+        if entry.name not in ours and not entry.name.startswith(TEMP_PREFIX)
     )
     if foreign:
         raise RainsynthError(
             f"--out {out} holds {', '.join(foreign[:5])}, which rainsynth build does not write: "
             "it is not a rainsynth dataset; give a new or empty folder"
         )
-
-
-def _is_temp(path: Path) -> bool:
-    return path.name.startswith(TEMP_PREFIX)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK, "a+b") as handle:
+        try:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise RainsynthError(f"another rainsynth build is writing to {out}") from None
+        try:
+            yield
+        finally:
+            (out / LOCK).unlink(missing_ok=True)
 
 
 def remove_temp_files(out: Path) -> list[Path]:
@@ -83,8 +76,9 @@ def existing_records(plan: Plan, out: Path) -> dict[int, dict]:
     """Records of the clips already in `out`; RainsynthError when any comes from another build."""
     by_folder = {job.folder(out): job for job in plan.jobs}
     records = {}
-    folders = out.glob("*/*/*")
-    for folder in sorted(p for p in folders if p.is_dir() and not _is_temp(p)):
+    for folder in sorted(out.glob("*/*/*")):
+        if not folder.is_dir() or folder.name.startswith(TEMP_PREFIX):
+            continue
         job = by_folder.get(folder)
         info = dataset.read_clip_info(folder) if job is not None else None
         if job is None or info.get("build") != plan.header["build"]:
@@ -121,8 +115,7 @@ def finish(out: Path, manifest: dict) -> None:
     Both are skipped when an identical manifest and the card are already there.
     """
     data = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
-    path = out / MANIFEST
-    card = [out / name for name in card_files(manifest)]
+    path, card = out / MANIFEST, [out / name for name in card_files(manifest)]
     if path.exists() and path.read_bytes() == data and all(p.exists() for p in card):
         return
     write_card(out, manifest)

@@ -17,7 +17,7 @@ import shlex
 import threading
 import zlib
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import rainsynth
@@ -25,36 +25,35 @@ from rainsynth import dataset
 from rainsynth.errors import RainsynthError
 from rainsynth.presets import PRESETS, Preset, load_preset
 from rainsynth.sources import SequenceRef, Source, open_source, split_sequences
+from rainsynth.sources.base import Options
 from rainsynth.sources.split import SIDES
 
 GENERATOR = f"rainsynth {rainsynth.__version__}"
 ON_ERROR = ("fail", "skip")
-SOURCE_OPTIONS = ("root", "frames", "stride", "size", "resize", "seed", "count", "on_error")
-"""The BuildOptions fields that open_source takes (beside the source's name)."""
 
 
 @dataclass(frozen=True)
-class BuildOptions:
-    """Everything that decides the bytes of a dataset (workers and output folder do not).
-
-    source: one of SOURCES; root: its path (None for "builtin"); split: "TRAIN/TEST" counts or
-    fractions, None for every sequence (the source's own lists when it has them, else 0.9/0.1);
-    presets: names or TOML paths; frames, stride, size (H, W), resize, count: source options;
-    seed: drives the split and every rain draw; on_error: "fail" or "skip" unreadable sequences.
-    test_groups: groups (source videos, e.g. frame folders) that make the test side, every other
-    group the train side, as a source's own lists would; empty: the split decides.
-    """
-
+class _Inputs:
     source: str = "builtin"
     root: str | None = None
     split: str | None = None
     presets: tuple[str, ...] = ("light", "heavy")
-    frames: int = 7
-    stride: int | None = None
-    size: tuple[int, int] | None = None
-    resize: str = "crop"
-    seed: int = 0
-    count: int | None = None
+
+
+@dataclass(frozen=True)
+class BuildOptions(Options, _Inputs):
+    """Everything that decides the bytes of a dataset (workers and output folder do not), in the
+    order of the command line: the fields of ``_Inputs``, the source's :class:`Options` (frames,
+    stride, size (H, W), resize, seed, count), then on_error and test_groups.
+
+    source: one of SOURCES; root: its path (None for "builtin"); split: "TRAIN/TEST" counts or
+    fractions, None for every sequence (the source's own lists when it has them, else 0.9/0.1);
+    presets: names or TOML paths; seed also drives the split and every rain draw; on_error:
+    "fail" or "skip" unreadable sequences. test_groups: groups (source videos, e.g. frame
+    folders) that make the test side, every other group the train side, as a source's own lists
+    would; empty: the split decides.
+    """
+
     on_error: str = "fail"
     test_groups: tuple[str, ...] = ()
 
@@ -65,11 +64,13 @@ _OPENED = threading.local()
 def open_build_source(options: BuildOptions) -> Source:
     """The source of ``options``, opened once per thread and set of source options (sources keep
     decoders that threads must not share)."""
-    kwargs = {key: getattr(options, key) for key in SOURCE_OPTIONS}
-    key = (options.source, *kwargs.values())
+    shared = {f.name: getattr(options, f.name) for f in fields(Options)}
+    key = (options.source, options.root, options.on_error, *shared.values())
     cache = _OPENED.__dict__.setdefault("sources", {})
     if key not in cache:
-        cache[key] = open_source(options.source, **kwargs)
+        cache[key] = open_source(
+            options.source, root=options.root, on_error=options.on_error, **shared
+        )
     return cache[key]
 
 
@@ -84,16 +85,15 @@ def forget_sources() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Job:
-    """One clip to build: `ref` of the source under `preset`, clip index `index`."""
+    """One clip to build: `ref` of the source under `preset`, clip index `index`, in build
+    `build` (the manifest's id)."""
 
     index: int
     split: str
     preset: Preset
     ref: SequenceRef
     name: str
-    seed: int
     build: str
-    skip_errors: bool
 
     def folder(self, out: Path) -> Path:
         """The clip folder: OUT/<split>/<preset>/<name>."""
@@ -156,76 +156,58 @@ def make_plan(options: BuildOptions) -> tuple[Plan, BuildOptions]:
     """Open the source, split it and list the jobs; returns the plan and the resolved options
     (root absolute, split given).
 
-    Raises RainsynthError (ParamError, SourceError) on a bad preset, source, root or split.
+    Raises RainsynthError (ParamError, SourceError) on a bad preset, source, root, split or
+    test group (one the source lacks, or any for a source with its own train/test lists).
     """
     if options.on_error not in ON_ERROR:
         raise RainsynthError(f"on_error must be one of {ON_ERROR}, got {options.on_error!r}")
     if not options.presets:
         raise RainsynthError(f"no presets given; choose from {list(PRESETS)} or TOML files")
     presets = [load_preset(preset) for preset in options.presets]
-    names = [preset.name for preset in presets]
-    if len(set(names)) != len(names):
+    if len({preset.name for preset in presets}) != len(presets):
         raise RainsynthError(f"presets {list(options.presets)} give the same folder name twice")
     options = replace(options, root=None if options.root is None else os.path.abspath(options.root))
     source = open_build_source(options)
-    refs = _assign_test_groups(source.sequences(), options.test_groups)
-    unreadable = [
-        {"file": path, "error": error} for path, error in getattr(source, "unreadable", {}).items()
-    ]
-    options = replace(options, split=options.split or _default_split(refs))
+    refs, groups = source.sequences(), options.test_groups
+    if groups:
+        if any(ref.subset for ref in refs):
+            raise RainsynthError("this source has its own train/test lists; give no test groups")
+        known = {ref.group for ref in refs}
+        unknown = [group for group in groups if group not in known]
+        if unknown:
+            raise RainsynthError(
+                f"test group(s) {unknown} are not in the source; its groups are: "
+                f"{', '.join(sorted(known))}"
+            )
+        refs = [replace(ref, subset="test" if ref.group in groups else "train") for ref in refs]
+    subsets = [ref.subset for ref in refs]  # every sequence: the source's lists, else 0.9/0.1
+    every = f"{subsets.count('train')}/{subsets.count('test')}" if any(subsets) else "0.9/0.1"
+    options = replace(options, split=options.split or every)
     sides = split_sequences(refs, options.split, seed=options.seed)
-    description = source.describe()
     identity = {
         "generator": GENERATOR,
-        "source": description,
+        "source": source.describe(),
         "split": options.split,
         "seed": options.seed,
         "presets": [[p.name, p.description, p.ranges] for p in presets],
+        **({"test_groups": list(groups)} if groups else {}),
     }
-    if options.test_groups:
-        identity["test_groups"] = list(options.test_groups)
     build = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-    jobs = []
+    jobs: list[Job] = []
     for side in SIDES:
-        side_names = unique_names([ref.key for ref in sides[side]])
+        names = unique_names([ref.key for ref in sides[side]])
         for preset in presets:
-            for ref, name in zip(sides[side], side_names, strict=True):
-                skip = options.on_error == "skip"
-                jobs.append(Job(len(jobs), side, preset, ref, name, options.seed, build, skip))
+            for ref, name in zip(sides[side], names, strict=True):
+                jobs.append(Job(len(jobs), side, preset, ref, name, build))
     header = {
         "generator": GENERATOR,
         "command": command_line(options),
         "build": build,
         "seed": options.seed,
         "split": options.split,
-        "source": description,
+        "source": identity["source"],
         "presets": {p.name: {"description": p.description, "ranges": p.ranges} for p in presets},
         "encoding": dataset.ENCODING,
     }
-    return Plan(jobs, header, unreadable), options
-
-
-def _assign_test_groups(refs: list[SequenceRef], groups: tuple[str, ...]) -> list[SequenceRef]:
-    """The refs with subset "test" for the named groups and "train" for the others (unchanged
-    when no groups are named). Raises RainsynthError on a group the source does not have, or
-    on a source that keeps its own train/test lists."""
-    if not groups:
-        return refs
-    if any(ref.subset for ref in refs):
-        raise RainsynthError("this source has its own train/test lists; give no test groups")
-    known = {ref.group for ref in refs}
-    unknown = [group for group in groups if group not in known]
-    if unknown:
-        raise RainsynthError(
-            f"test group(s) {unknown} are not in the source; its groups are: "
-            f"{', '.join(sorted(known))}"
-        )
-    return [replace(ref, subset="test" if ref.group in groups else "train") for ref in refs]
-
-
-def _default_split(refs: list[SequenceRef]) -> str:
-    """Every sequence: the source's train/test lists when it has them, else 0.9/0.1 by group."""
-    subsets = [ref.subset for ref in refs]
-    if any(subsets):
-        return f"{subsets.count('train')}/{subsets.count('test')}"
-    return "0.9/0.1"
+    unreadable = getattr(source, "unreadable", {}).items()
+    return Plan(jobs, header, [{"file": f, "error": e} for f, e in unreadable]), options
