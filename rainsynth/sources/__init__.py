@@ -13,6 +13,8 @@ Every source yields windows of `frames` frames, `stride` apart (default: no over
 
 from __future__ import annotations
 
+from typing import Any
+
 from rainsynth.errors import SourceError
 from rainsynth.sources.base import Options, Sequence, SequenceRef, Source, check_options
 from rainsynth.sources.builtin import BuiltinSource
@@ -31,18 +33,10 @@ SOURCES = {
 
 
 def open_source(
-    name: str,
-    *,
-    root: str | None = None,
-    frames: int = 7,
-    stride: int | None = None,
-    size: tuple[int, int] | None = None,
-    resize: str = "crop",
-    seed: int = 0,
-    count: int | None = None,
-    on_error: str = "fail",
+    name: str, *, root: str | None = None, on_error: str = "fail", **options: Any
 ) -> Source:
-    """Open the source `name` (one of SOURCES) with the shared options.
+    """Open the source `name` (one of SOURCES) with the shared options (the fields of
+    :class:`~rainsynth.sources.base.Options`, with its defaults).
 
     root: the Vimeo-90K folder, a video file or folder of them, or a folder of frame folders
     (not used by "builtin"). frames: clip length T. stride: frames between window starts.
@@ -52,7 +46,7 @@ def open_source(
     on_error: "skip" makes the videos source leave out the files whose header cannot be read
     (listed in its ``unreadable``) instead of raising SourceError.
     """
-    options = check_options(Options(frames, stride, size, resize, seed, count))
+    options = check_options(Options(**options))
     if name not in SOURCES:
         raise SourceError(f"unknown source {name!r}; choose one of {', '.join(SOURCES)}")
     if name == "builtin":
