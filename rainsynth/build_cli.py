@@ -9,9 +9,8 @@ from pathlib import Path
 import click
 
 from rainsynth import browser, card, dataset
-from rainsynth.build import BuildOptions, build
+from rainsynth.build import MANIFEST, BuildOptions, build, counts, locked
 from rainsynth.build.executors import cores
-from rainsynth.build.output import MANIFEST, counts, locked
 from rainsynth.build.plan import ON_ERROR
 from rainsynth.cli import Command
 from rainsynth.errors import RainsynthError, SourceError

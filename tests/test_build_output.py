@@ -1,4 +1,4 @@
-"""rainsynth.build.output: the lock of a dataset folder, what a rerun removes, the counts."""
+"""rainsynth.build: the lock of a dataset folder, what a rerun removes, the counts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from rainsynth_helpers import SMALL
 
-from rainsynth.build.output import LOCK, counts, locked, record, remove_temp_files
+from rainsynth.build import LOCK, counts, locked, record, remove_temp_files
 from rainsynth.build_cli import build_command
 from rainsynth.errors import RainsynthError
 from rainsynth.fileio import TEMP_PREFIX

@@ -25,7 +25,7 @@ from rainsynth.presets import sample_params
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def build_clip(job: Job, options: BuildOptions, out: str) -> dict:
+def build_clip(job: Job, options: BuildOptions, out: str | os.PathLike) -> dict:
     """Read, render and write one clip (runs in a worker). Returns {"built": its clip.json}, or
     {"skipped": a skip record}.
 
@@ -56,11 +56,9 @@ def build_clip(job: Job, options: BuildOptions, out: str) -> dict:
         "shape": list(shape),
         "flow": flow is not None,
     }
-    browser.write_previews(Path(out), job.index, rain=rain, clean=clean, layers=layers, flow=flow)
-    dataset.write_stored_clip(
-        job.folder(Path(out)), rain=rain, clean=clean, layers=layers, params=params, flow=flow,
-        info=info,
-    )  # fmt: skip
+    images = {"rain": rain, "clean": clean, "layers": layers, "flow": flow}
+    browser.write_previews(Path(out), job.index, **images)
+    dataset.write_stored_clip(job.folder(Path(out)), **images, params=params, info=info)
     return {"built": info}
 
 
@@ -88,9 +86,7 @@ def run_jobs(
                 f"cannot reach the Dask scheduler at {scheduler!r}: {error}"
             ) from None
         with client:
-            futures = [
-                client.submit(build_clip, job, options, str(out), pure=False) for job in jobs
-            ]
+            futures = [client.submit(build_clip, job, options, out, pure=False) for job in jobs]
             try:
                 yield from (future.result() for future in distributed.as_completed(futures))
             finally:
@@ -99,7 +95,7 @@ def run_jobs(
         threads = cv2.getNumThreads(), rainsynth.get_num_threads()
         cv2.setNumThreads(1)
         try:
-            yield from (build_clip(job, options, str(out)) for job in jobs)
+            yield from (build_clip(job, options, out) for job in jobs)
         finally:
             cv2.setNumThreads(threads[0])
             rainsynth.set_num_threads(threads[1])
@@ -110,7 +106,7 @@ def run_jobs(
         try:
             while True:
                 for job in itertools.islice(queue, 2 * workers - len(running)):
-                    running.add(pool.submit(build_clip, job, options, str(out)))
+                    running.add(pool.submit(build_clip, job, options, out))
                 if not running:
                     return
                 done, running = wait(running, return_when=FIRST_COMPLETED)
