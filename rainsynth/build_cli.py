@@ -73,7 +73,7 @@ def _load_recipe(ctx: click.Context, param: click.Parameter, value: str | None) 
     for key in ("root", "out"):  # relative paths are relative to the recipe file
         if isinstance(recipe.get(key), str):
             recipe[key] = str(path.parent / recipe[key])
-    for key, sep in (("presets", ","), ("test_groups", ","), ("size", "x")):  # as typed in a shell
+    for key, sep in (("presets", ","), ("test_groups", ","), ("size", "x")):  # as typed
         if isinstance(recipe.get(key), list):
             recipe[key] = sep.join(map(str, recipe[key]))
     ctx.default_map = {**(ctx.default_map or {}), **recipe}

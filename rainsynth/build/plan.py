@@ -34,6 +34,8 @@ ON_ERROR = ("fail", "skip")
 
 @dataclass(frozen=True)
 class _Inputs:
+    """The options of a build that come before the source's (see BuildOptions)."""
+
     source: str = "builtin"
     root: str | None = None
     split: str | None = None
@@ -42,9 +44,9 @@ class _Inputs:
 
 @dataclass(frozen=True)
 class BuildOptions(Options, _Inputs):
-    """Everything that decides the bytes of a dataset (workers and output folder do not), in the
-    order of the command line: the fields of ``_Inputs``, the source's :class:`Options` (frames,
-    stride, size (H, W), resize, seed, count), then on_error and test_groups.
+    """Everything that decides the bytes of a dataset (workers and output folder do not): the
+    source's :class:`Options` (frames, stride, size (H, W), resize, seed, count) with the build's
+    own fields, in the order of the command line (source, root, split and presets come first).
 
     source: one of SOURCES; root: its path (None for "builtin"); split: "TRAIN/TEST" counts or
     fractions, None for every sequence (the source's own lists when it has them, else 0.9/0.1);
