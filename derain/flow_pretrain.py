@@ -31,7 +31,7 @@ import click
 import torch
 
 from derain.checkpoint import FLOW_FORMAT
-from derain.config import ConfigError, TrainConfig, command_overrides
+from derain.config import ConfigError, TrainConfig
 from derain.data import Augment, KeyedClips, SourceClips, config_clips
 from derain.loop import Recipe, run_training
 from derain.losses import flow_loss_photometric, flow_loss_supervised
@@ -198,7 +198,7 @@ def pretrain_flow_command(
     Writes OUT/flow.safetensors; point a training config's [run] flow_init at it.
     """
     given = {"optim.iterations": iterations, "run.device": device}
-    config = TrainConfig.load(config_path, command_overrides(overrides, given))
+    config = TrainConfig.load(config_path(overrides, given))
     final = pretrain_flow(
         config, out, mode=mode, clips=clips, resume=resume, progress=progress and not quiet
     )

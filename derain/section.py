@@ -28,6 +28,12 @@ class Section:
         if not ok:
             raise ConfigError(f"[{cls.section()}] {key} must be {allowed}, got {plain(value)!r}")
 
+    def at_least(self, allowed: str = "an integer >= {}", **minimums: int) -> None:
+        """:meth:`check` each field named against its minimum, in order."""
+        for key, minimum in minimums.items():
+            value = getattr(self, key)
+            self.check(value >= minimum, key, allowed.format(minimum), value)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON/TOML-able values (tuples as lists)."""
         return {k: plain(v) for k, v in dataclasses.asdict(self).items()}

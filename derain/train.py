@@ -28,7 +28,7 @@ from derain.checkpoint import (
     model_config_of,
     read_weights,
 )
-from derain.config import ConfigError, TrainConfig, command_overrides
+from derain.config import ConfigError, TrainConfig
 from derain.data import KeyedClips, PairedClips, training_dataset
 from derain.evaluate import score_dataset
 from derain.loop import Recipe, run_training
@@ -182,7 +182,7 @@ def train_command(
     which `rainsynth test --weights` and `rainsynth derain --weights` take.
     """
     given = {"run.out": out, "optim.iterations": iterations, "run.device": device}
-    config = TrainConfig.load(config_path, command_overrides(overrides, given))
+    config = TrainConfig.load(config_path(overrides, given))
     final = train(config, resume=resume, progress=progress and not quiet)
     if Distributed.from_env().main and not quiet:
         click.echo(f"wrote {final}")
