@@ -1,23 +1,11 @@
 """Weights and training state on disk: safe to load, atomic to write, strict to check.
 
-- Weights: safetensors, with string metadata ``format`` ("rainsynth-derain" for the whole
-  network, "rainsynth-flownet" for a pretrained flow network), ``version`` (rainsynth's),
-  ``model_config`` (ModelConfig JSON: the file alone rebuilds its network), ``iteration`` and,
-  for training runs, ``train_config`` (JSON).
-- Training state (optimizer, scheduler, RNG states, iteration, elapsed seconds): a dict of
-  tensors and plain containers written with ``torch.save`` and read with
-  ``torch.load(weights_only=True)`` — never an arbitrary pickle.
-- Every write goes to a temporary file in the same folder, is flushed to disk, then renamed, so
-  a reader (or a resumed run) never sees half a file.
-- A malformed file, a missing or unexpected tensor, a shape mismatch, a non-finite weight or a
-  model config other than the expected one raises CheckpointError naming the file and what does
-  not match. A file is checked against limits before anything is allocated for it: at most
-  MAX_TENSORS tensors whose sizes add up to no more than the file's, a model config within
-  ModelConfig's limits, and tensors that fit the network it describes (compared on the "meta"
-  device, which allocates nothing).
-
-A run folder holds ``checkpoints/iter_NNNNNNNN.safetensors`` + ``iter_NNNNNNNN.state.pt`` pairs;
-:func:`latest_checkpoint` finds the newest complete pair.
+Weights are safetensors with string metadata (:func:`save_weights`); a training state is tensors
+and plain containers, read with ``torch.load(weights_only=True)``, never an arbitrary pickle.
+Every write is atomic (:func:`atomic_write`). A malformed or mismatched file raises
+CheckpointError naming the file and what does not match, checked before anything is allocated
+for it. A run folder's ``checkpoints/`` holds ``iter_NNNNNNNN.safetensors`` + ``.state.pt``
+pairs.
 """
 
 from __future__ import annotations
@@ -78,7 +66,10 @@ def save_weights(
     kind: str = MODEL_FORMAT,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a state dict as safetensors with its metadata (``extra`` values JSON-encoded)."""
+    """Write a state dict as safetensors with string metadata: ``format`` (``kind``: MODEL_FORMAT
+    for the whole network, FLOW_FORMAT for a pretrained flow network), ``version``
+    (rainsynth's), ``model_config`` (ModelConfig JSON: the file alone rebuilds its network),
+    ``iteration`` and ``extra``'s entries (JSON-encoded unless strings)."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     metadata = {
         "format": kind,
@@ -107,8 +98,21 @@ def read_weights(
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = dict(handle.metadata() or {})
-            _check_header(handle, path)
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+            keys = list(handle.keys())
+            if len(keys) > MAX_TENSORS:
+                raise CheckpointError(
+                    f"weights file {path} lists {len(keys)} tensors; "
+                    f"at most {MAX_TENSORS} are allowed"
+                )
+            slices = [handle.get_slice(key) for key in keys]
+            total = sum(math.prod(t.get_shape()) * _ITEMSIZE.get(t.get_dtype(), 8) for t in slices)
+            size = path.stat().st_size
+            if total > size:
+                raise CheckpointError(
+                    f"weights file {path} lists {total} bytes of tensors "
+                    f"but holds only {size} bytes"
+                )
+            tensors = {key: handle.get_tensor(key) for key in keys}
     except CheckpointError:
         raise
     except Exception as exc:  # safetensors raises its own error type for every malformation
@@ -129,26 +133,6 @@ def read_weights(
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"weights file {path}: model_config is not JSON ({exc})") from None
     return tensors, metadata
-
-
-def _check_header(handle: Any, path: Path) -> None:
-    """CheckpointError when a safetensors header lists more than MAX_TENSORS tensors or more
-    bytes than the file holds."""
-    keys = list(handle.keys())
-    if len(keys) > MAX_TENSORS:
-        raise CheckpointError(
-            f"weights file {path} lists {len(keys)} tensors; at most {MAX_TENSORS} are allowed"
-        )
-    total = 0
-    for key in keys:
-        tensor = handle.get_slice(key)
-        itemsize = _ITEMSIZE.get(tensor.get_dtype(), 8)
-        total += math.prod(tensor.get_shape()) * itemsize
-    size = path.stat().st_size
-    if total > size:
-        raise CheckpointError(
-            f"weights file {path} lists {total} bytes of tensors but holds only {size} bytes"
-        )
 
 
 _ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2,
@@ -320,8 +304,7 @@ def list_checkpoints(folder: str | Path) -> list[int]:
 
 def latest_checkpoint(folder: str | Path) -> int | None:
     """Iteration of the newest complete checkpoint in ``folder``, or None."""
-    found = list_checkpoints(folder)
-    return found[-1] if found else None
+    return [None, *list_checkpoints(folder)][-1]
 
 
 def prune_checkpoints(folder: str | Path, keep: int) -> None:
