@@ -1,26 +1,17 @@
 """``rainsynth pretrain-flow``: train MF-AlignNet's flow network alone, on clean clips.
 
-No flow weights can be downloaded, so the pyramid flow net (derain.flownet) learns from scratch:
+No flow weights can be downloaded, so the pyramid flow net (derain.flownet) learns from scratch,
+on every consecutive pair (t-1, t) of each clip: "supervised" (end-point error against the exact
+backward flow, derain.losses.flow_loss_supervised), "photometric" (self-supervised: backward-warped
+frame t-1 against frame t plus edge-aware smoothness, derain.losses.flow_loss_photometric) or
+"both" (their sum; samples without flow get the photometric term only).
 
-- "supervised": end-point error against the exact backward flow the builtin source knows
-  (derain.losses.flow_loss_supervised);
-- "photometric": self-supervised, backward-warped frame t-1 against frame t plus edge-aware
-  smoothness (derain.losses.flow_loss_photometric), needing no flow at all;
-- "both" (default): their sum; samples without flow get the photometric term only.
-
-With ``--clips source`` (the builtin source), a supervised term uses only its synthetic clips
-(exact flow) and "photometric" also its real video clips. With ``--clips datasets``,
-"supervised" keeps the clips whose flow the datasets store and "both" uses every clip, the
-supervised term averaged over the samples that have flow. Use ``datasets`` to keep the test
-split's scenes out of pretraining: the builtin source lists every photo, held-out ones included.
-
-Every consecutive pair (t-1, t) of each clip is one training pair. Clips come from the training
-config: [model] size sets the flow net, [data] online_source / online_clips / online_size /
-frames / crop / batch_size / workers / hflip / vflip the clips (``--clips source``, the default:
-the builtin source with exact flow), or the clean frames of [data] datasets (``--clips
-datasets``); [optim] the optimiser and schedule; [run] the seed and device.
-
-The result, OUT/flow.safetensors, initialises a training run: ``[run] flow_init = "OUT/flow.safetensors"``.
+``--clips source``: [data] online_source's clips (builtin: a supervised term uses only its
+synthetic clips, which have exact flow); ``--clips datasets``: the clean frames of [data] datasets
+("supervised" keeps the clips whose flow they store). Use ``datasets`` to keep the test split's
+scenes out of pretraining: the builtin source lists every photo, held-out ones included. The
+config's [model] size, [data] frames / crop / batch_size / workers / flips, [optim] and [run]
+seed and device apply. OUT/flow.safetensors initialises a training run: ``[run] flow_init``.
 """
 
 from __future__ import annotations
@@ -36,7 +27,7 @@ from derain.data import Augment, KeyedClips, SourceClips, config_clips
 from derain.loop import Recipe, run_training
 from derain.losses import flow_loss_photometric, flow_loss_supervised
 from derain.model import build_flownet
-from derain.runtime import device_option
+from derain.runtime import config_options, progress_options
 from rainsynth.cli import Command
 
 MODES = ("supervised", "photometric", "both")
@@ -84,8 +75,7 @@ class FlowRecipe(Recipe):
     def __init__(self, config: TrainConfig, mode: str, clips: str):
         if mode not in MODES or clips not in CLIPS:
             raise ConfigError(f"mode must be one of {MODES} and clips one of {CLIPS}")
-        terms = ["total", "epe", *(["supervised"] if mode != "photometric" else [])]
-        terms += ["photometric"] if mode != "supervised" else []
+        terms = ["total", "epe", *(t for t in ("supervised", "photometric") if mode in (t, "both"))]
         extra = {"pretrain": {"mode": mode, "clips": clips, "config": config.to_dict()}}
         super().__init__(config, terms, extra)
         self.mode, self.clips = mode, clips
@@ -168,37 +158,20 @@ Examples:
     show_default=True,
     help="source: [data] online_source clips (builtin: exact flow); datasets: [data] datasets.",
 )
-@click.option("--iterations", type=click.IntRange(min=1), default=None,
-              help="Iterations (default: [optim]'s).")  # fmt: skip
-@device_option(None)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="SECTION.KEY=VALUE",
-    help="Override a config entry (TOML value), repeatable.",
+@config_options(
+    "Iterations (default: [optim]'s).", "Override a config entry (TOML value), repeatable."
 )
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or status lines.")
+@progress_options()
 def pretrain_flow_command(
-    config_path: str,
-    out: str,
-    mode: str,
-    clips: str,
-    iterations: int | None,
-    device: str | None,
-    overrides: tuple[str, ...],
-    resume: bool,
-    progress: bool,
-    quiet: bool,
+    config_path, out, mode, clips, iterations, device, overrides, resume, progress, quiet
 ) -> None:
     """Pretrain the flow network of MF-AlignNet on clean clips (supervised and/or photometric).
 
     Writes OUT/flow.safetensors; point a training config's [run] flow_init at it.
     """
     given = {"optim.iterations": iterations, "run.device": device}
-    config = TrainConfig.load(config_path(overrides, given))
+    config = TrainConfig.load(config_path, overrides, given)
     final = pretrain_flow(
         config, out, mode=mode, clips=clips, resume=resume, progress=progress and not quiet
     )
