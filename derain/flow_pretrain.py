@@ -97,7 +97,7 @@ class FlowRecipe(Recipe):
         augment = Augment(data.hflip, data.vflip, reverse=False)
         if self.clips == "source":
             exact = self.mode != "photometric" and data.online_source == "builtin"
-            return SourceClips.of(data, seed, augment, synthetic_only=exact)
+            return SourceClips(data, seed, augment, synthetic_only=exact)
         exact = self.mode == "supervised"
         return config_clips(data, seed, augment, clean_only=True, flow_only=exact)
 
