@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 import rainsynth
 from derain.config import DataConfig
-from derain.keyed import Arrays, Augment, KeyedBatchSampler, KeyedClips, SampleKey, stream, tag
+from derain.keyed import Arrays, Augment, KeyedBatchSampler, KeyedClips, SampleKey, stream
 from rainsynth.dataset import decode_layers, to_float
 from rainsynth.errors import RainsynthError
 from rainsynth.paired import read_clips
@@ -253,7 +253,7 @@ class OnlineRainClips(SourceClips):
     def load(self, key: SampleKey) -> Arrays:
         arrays, flow = super().load(key)
         clean = arrays["clean"]
-        rng = np.random.default_rng([self.seed, key.epoch, key.index, tag("preset")])
+        rng = stream(self.seed, key.epoch, key.index, "preset")
         preset = self.presets[int(rng.integers(len(self.presets)))]
         clip_id = key.epoch * len(self) + key.index
         params = rainsynth.sample_params(
