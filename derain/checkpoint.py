@@ -86,12 +86,8 @@ def read_weights(
     path: str | Path, kind: str = MODEL_FORMAT
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read a safetensors file written by :func:`save_weights`: (tensors on CPU, metadata).
-
-    Raises RainsynthError when the file is missing, CheckpointError when it is not safetensors,
-    lacks the metadata of ``kind`` (e.g. a flow-network file given where a whole network is
-    expected), or its header asks for more than MAX_TENSORS tensors or more bytes than the file
-    holds (checked before any tensor is read).
-    """
+    CheckpointError when it is not safetensors, lacks the metadata of ``kind`` or its header
+    asks for more than MAX_TENSORS tensors or more bytes than the file holds."""
     path = Path(path)
     if not path.is_file():
         raise RainsynthError(f"weights file {path} does not exist")
@@ -165,8 +161,7 @@ def check_config(stored: Mapping[str, Any], expected: Mapping[str, Any], path: s
 def load_state_dict(
     module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], path: Any
 ) -> None:
-    """Strictly load ``tensors`` into ``module``; CheckpointError names missing/unexpected keys,
-    shape mismatches (first few of each, with counts) and tensors holding NaN or inf."""
+    """Strictly load ``tensors`` into ``module`` (:func:`check_tensors` first)."""
     own = {key: tuple(value.shape) for key, value in module.state_dict().items()}
     check_tensors(own, tensors, path)
     module.load_state_dict(dict(tensors), strict=True)
@@ -176,7 +171,7 @@ def check_tensors(
     own: Mapping[str, tuple[int, ...]], tensors: Mapping[str, torch.Tensor], path: Any
 ) -> None:
     """CheckpointError unless ``tensors`` are finite and have exactly the names and shapes of
-    ``own`` (the network's state dict: name -> shape)."""
+    ``own`` (the network's state dict: name -> shape), naming the first few of each problem."""
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
     shapes = [
@@ -205,8 +200,7 @@ def check_tensors(
 
 @functools.lru_cache(maxsize=8)
 def network_shapes(model_config: str) -> dict[str, tuple[int, ...]]:
-    """Name -> shape of the state dict of the network a ModelConfig JSON describes, read from
-    the network built on the "meta" device, which allocates nothing."""
+    """Name -> shape of the state dict of the network a ModelConfig JSON describes."""
     with torch.device("meta"):
         network = build_model(ModelConfig.from_dict(json.loads(model_config)))
     return {key: tuple(value.shape) for key, value in network.state_dict().items()}
@@ -216,9 +210,8 @@ def load_model(
     path: str | Path, device: str | torch.device = "cpu", expected_config: ModelConfig | None = None
 ) -> tuple[torch.nn.Module, dict[str, str]]:
     """Build the network a weights file describes and load it (eval mode): (model, metadata).
-
-    expected_config: a ModelConfig the file must hold (CheckpointError listing differences).
-    """
+    The tensors are checked against the network on the "meta" device, which allocates nothing.
+    expected_config: a ModelConfig the file must hold (CheckpointError listing differences)."""
     tensors, metadata = read_weights(path)
     config = model_config_of(metadata, path)
     if expected_config is not None:
@@ -327,21 +320,14 @@ def save_checkpoint(
     kind: str = MODEL_FORMAT,
     extra: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write the checkpoint of ``iteration`` (weights, then state) and prune old ones."""
+    """Write the checkpoint of ``iteration`` (weights, then optimizer, scheduler, RNG states and
+    elapsed seconds) and prune all but the ``keep`` newest."""
     weights, state = checkpoint_paths(folder, iteration)
     save_weights(
         weights, module.state_dict(), model_config, iteration=iteration, kind=kind, extra=extra
     )
-    save_state(
-        state,
-        {
-            "iteration": iteration,
-            "elapsed": elapsed,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": rng_state(),
-        },
-    )
+    optim = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+    save_state(state, {"iteration": iteration, "elapsed": elapsed, **optim, "rng": rng_state()})
     prune_checkpoints(folder, keep)
 
 

@@ -58,11 +58,9 @@ class TrainingError(RunError):
 
 class Recipe:
     """What one kind of training supplies: its network, data and loss, and what it writes.
-
     weights: the file name of the final weights in the run folder; kind: their format
     (derain.checkpoint); terms: the log.csv columns after "iteration"; extra: metadata of every
-    checkpoint; records_config: whether the run folder keeps config.toml.
-    """
+    checkpoint; records_config: whether the run folder keeps config.toml."""
 
     weights = "model.safetensors"
     kind = MODEL_FORMAT
@@ -100,10 +98,8 @@ class Recipe:
 
 def clip_gradients(module: torch.nn.Module, max_norm: float) -> None:
     """Scale the gradients of ``module`` to a global norm of at most max_norm (0: leave them).
-
     A NaN or infinite gradient raises TrainingError before the optimiser can write it into the
-    weights (where the next forward pass would fail far from the cause).
-    """
+    weights (where the next forward pass would fail far from the cause)."""
     params = [p for p in module.parameters() if p.grad is not None]
     norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else math.inf)
     if not torch.isfinite(norm):
@@ -142,21 +138,30 @@ def train_step(
 
 
 class RunLog:
-    """log.csv (and TensorBoard when installed) of one run, written by rank 0."""
+    """log.csv (and TensorBoard when installed) of one run from iteration ``start``, written by
+    rank 0; ``config``: the run's config as TOML, to record. A new run records config.toml; a
+    resumed one config.<start>.toml when the config differs from the newest recorded."""
 
-    def __init__(self, out: Path, terms: list[str], start: int):
-        self.path = out / "log.csv"
-        self.fields = ["iteration", *terms, "lr", "seconds"]
-        self.terms = terms
-        _truncate_csv(self.path, start)
+    def __init__(self, out: Path, terms: list[str], start: int, config: str | None):
+        self.terms, path = terms, out / "log.csv"
+        _truncate_csv(path, start)
         _truncate_csv(out / "eval.csv", start)
-        new = not self.path.exists()
-        self.handle = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115
-        self.writer = csv.DictWriter(self.handle, self.fields)
+        new = not path.exists()
+        self.handle = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115
+        self.writer = csv.DictWriter(self.handle, ["iteration", *terms, "lr", "seconds"])
         if new:
             self.writer.writeheader()
         self.sums: dict[str, list[float]] = {}
         self.board = None if SummaryWriter is None else SummaryWriter(str(out / "tb"))
+        if config is not None:
+            changes = sorted(
+                p for p in out.glob("config.*.toml") if _CONFIG_CHANGE.fullmatch(p.name)
+            )
+            newest = changes[-1] if changes else out / "config.toml"
+            if not newest.exists():
+                newest.write_text(config, encoding="utf-8")
+            elif newest.read_text(encoding="utf-8") != config:
+                (out / f"config.{start:08d}.toml").write_text(config, encoding="utf-8")
 
     def add(self, terms: dict[str, float]) -> None:
         for key, value in terms.items():
@@ -182,9 +187,8 @@ class RunLog:
 
 
 def _truncate_csv(path: Path, iteration: int) -> None:
-    """Drop rows past ``iteration`` (written by a killed run after its last checkpoint).
-
-    RunError, before anything is written, when a row does not start with an iteration."""
+    """Drop rows past ``iteration`` (written by a killed run after its last checkpoint); RunError,
+    before anything is written, when a row does not start with an iteration."""
     if not path.exists():
         return
     with open(path, newline="", encoding="utf-8") as handle:
@@ -225,17 +229,6 @@ def check_run_folder(out: Path, resume: bool) -> None:
         raise ConfigError(f"--resume: {out} holds no complete checkpoint to continue from")
 
 
-def record_config(out: Path, text: str, start: int) -> None:
-    """Write the run's config: config.toml for a new run; on resume, config.<start>.toml when
-    ``text`` differs from the newest config recorded (config.toml is never rewritten)."""
-    changes = sorted(p for p in out.glob("config.*.toml") if _CONFIG_CHANGE.fullmatch(p.name))
-    newest = changes[-1] if changes else out / "config.toml"
-    if not newest.exists():
-        newest.write_text(text, encoding="utf-8")
-    elif newest.read_text(encoding="utf-8") != text:
-        (out / f"config.{start:08d}.toml").write_text(text, encoding="utf-8")
-
-
 def run_training(recipe: Recipe, out: str | Path, *, resume: bool, progress: bool) -> Path:
     """Train as ``recipe`` says into the run folder ``out``; returns the final weights' path."""
     # float32 values below 1.2e-38 (decayed gradients, worthless) slow the CPU's convolution
@@ -272,9 +265,8 @@ def _run(
     size, seed = config.data.batch_size, config.run.seed
     sampler = KeyedBatchSampler(dataset.num_clips, size, seed, start, total, ddp.rank, ddp.world)
     loader = make_loader(dataset, sampler, config.data.workers, device.type == "cuda")
-    log = RunLog(out, recipe.terms, start) if ddp.main else None
-    if ddp.main and recipe.records_config:
-        record_config(out, config.to_toml(), start)
+    text = config.to_toml() if recipe.records_config else None
+    log = RunLog(out, recipe.terms, start, text) if ddp.main else None
     bar = tqdm(total=total, initial=start, disable=not (progress and ddp.main), unit="it")
     clock = time.perf_counter() - elapsed
     try:
