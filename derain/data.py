@@ -168,7 +168,12 @@ class PairedClips(KeyedClips):
     def read(self, index: int, start: int) -> Arrays:
         """Frames start .. start+T-1 of clip ``index``: its arrays and flow (:data:`Arrays`)."""
         window = slice(start, start + self.frames)
-        stored = self._stored(index, window)
+        if self.cache is None:
+            stored = self._read(self.clips[index], window)
+        else:  # the whole clip as stored, read once
+            if index not in self.cache:
+                self.cache[index] = self._read(self.clips[index], slice(None))
+            stored = {k: v if k == "layers" else v[window] for k, v in self.cache[index].items()}
         arrays = {"clean": to_float(stored["clean"])}
         if not self.clean_only:
             arrays["rain"] = to_float(stored["rain"])
@@ -177,18 +182,10 @@ class PairedClips(KeyedClips):
         flow = self.clips[index].flow() if self.with_flow else None
         return arrays, None if flow is None else flow[start : start + self.frames - 1]
 
-    def _stored(self, index: int, window: slice) -> dict:
-        """Clip ``index`` as stored: its 8-bit frames "clean" (and "rain") of ``window``,
-        (T,H,W,3) uint8, and (unless clean_only) all of layers.npz's arrays, "layers" (None for
-        a paired folder's clip); through the cache if on."""
-        if self.cache is None:
-            return self._read(self.clips[index], window)
-        if index not in self.cache:
-            self.cache[index] = self._read(self.clips[index], slice(None))
-        cached = self.cache[index]
-        return {k: v if k == "layers" else v[window] for k, v in cached.items()}
-
     def _read(self, clip, frames: slice) -> dict:
+        """A clip as stored: its 8-bit frames "clean" (and "rain") of ``frames``, (T,H,W,3)
+        uint8, and (unless clean_only) all of layers.npz's arrays, "layers" (None for a paired
+        folder's clip)."""
         stored = {"clean": clip.stored_frames("clean", frames)}
         self._check(clip, *stored["clean"].shape[1:3])
         if not self.clean_only:

@@ -50,28 +50,6 @@ def quantise(frames: np.ndarray) -> np.ndarray:
     return to_uint8(frames).astype(np.float32) / np.float32(255)
 
 
-def score_clip(
-    output: np.ndarray,
-    clean: np.ndarray,
-    flow: np.ndarray | None,
-    consistency: bool = True,
-    dry: np.ndarray | None = None,
-) -> dict[str, float]:
-    """PSNR and SSIM (means over frames: derain.metrics.psnr_y / ssim_y) and temporal
-    consistency (derain.metrics.temporal_consistency) of one clip (T,H,W,3); with ``dry``, its
-    rain-free pixels (T,H,W) bool, also dry_error and dry_detail there, how much the method
-    changed the pixels where it should change nothing (derain.metrics.rain_free_change)."""
-    scores = {
-        "psnr": float(np.mean([psnr_y(o, c) for o, c in zip(output, clean, strict=True)])),
-        "ssim": float(np.mean([ssim_y(o, c) for o, c in zip(output, clean, strict=True)])),
-    }
-    if consistency:
-        scores["tc"] = temporal_consistency(output, clean, flow)
-    if dry is not None:
-        scores["dry_error"], scores["dry_detail"] = rain_free_change(output, clean, dry)
-    return scores
-
-
 def _means(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Mean of each metric over the clips that have it (nan where none has), and the median
     PSNR ("psnr_median")."""
@@ -98,11 +76,15 @@ def score_dataset(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Score ``method`` on the clips of a built dataset or a paired folder (``split`` is for
-    built datasets): a report of every clip (:func:`score_clip`, with the dataset's exact flow
-    when stored, else flow estimated on the ground truth; "dry_error" and "dry_detail" nan for
-    clips without rain-free pixels, e.g. under haze, and for paired folders, whose rain layers
-    are unknown), the means over clips per preset (a paired folder's pairs stand for presets)
-    and over all clips, with the median PSNR beside each mean.
+    built datasets): a report of every clip, the means over clips per preset (a paired folder's
+    pairs stand for presets) and over all clips, with the median PSNR beside each mean.
+
+    Per clip: PSNR and SSIM, means over its frames (derain.metrics.psnr_y / ssim_y); with
+    ``consistency``, temporal consistency "tc" (derain.metrics.temporal_consistency with the
+    dataset's exact flow when stored, else flow estimated on the ground truth); "dry_error"
+    and "dry_detail" (derain.metrics.rain_free_change), how much the method changed the pixels
+    without rain, where it should change nothing (nan for clips that have none, e.g. under
+    haze; absent for paired folders, whose rain layers are unknown).
 
     model: the VideoDerainer for method "model". presets: keep these (empty = all).
     save_frames: write the output frames as PNG under DIR/<split>/<preset>/<clip>/.
@@ -142,10 +124,17 @@ def score_dataset(
             folder.mkdir(parents=True, exist_ok=True)
             for t, frame in enumerate(to_uint8(output), 1):
                 write_png(folder / f"{t:04d}.png", frame)
-        flow = clip.flow() if consistency else None
+        pairs = list(zip(output, clean, strict=True))
+        scores = {
+            "psnr": float(np.mean([psnr_y(o, c) for o, c in pairs])),
+            "ssim": float(np.mean([ssim_y(o, c) for o, c in pairs])),
+        }
+        if consistency:
+            scores["tc"] = temporal_consistency(output, clean, clip.flow())
         layers = clip.layers()
-        dry = None if layers is None else rain_free_mask(layers)
-        scores = score_clip(output, clean, flow, consistency, dry)
+        if layers is not None:
+            dry = rain_free_mask(layers)
+            scores["dry_error"], scores["dry_detail"] = rain_free_change(output, clean, dry)
         rows.append({"preset": clip.preset, "name": clip.name, "frames": clip.num_frames, **scores})
     per_preset = {
         p: _means([r for r in rows if r["preset"] == p])
