@@ -104,9 +104,8 @@ class FrameDerainer:
         if len(ys) == len(xs) == 1:
             out = self._tile(image, (0, 0), context)
         else:
-            ramp_y = torch.from_numpy(blend_ramp(th, self.overlap)).to(self.device)
-            ramp_x = torch.from_numpy(blend_ramp(tw, self.overlap)).to(self.device)
-            weight = ramp_y[:, None] * ramp_x[None, :]
+            ramp_y, ramp_x = (torch.from_numpy(blend_ramp(n, self.overlap)) for n in (th, tw))
+            weight = (ramp_y[:, None] * ramp_x[None, :]).to(self.device)
             total = torch.zeros(1, 3, h, w, device=self.device)
             norm = torch.zeros(1, 1, h, w, device=self.device)
             for y in ys:
@@ -142,19 +141,15 @@ class FrameDerainer:
         rows = padded.shape[-2]  # their positions in the whole frame, (1,1,rows,1)
         positions = row_positions(key[0] - padder.pads[2], rows, self.shape[0])
         positions = positions.to(self.device).view(1, 1, rows, 1)
-        state = self.states.get(key)
-        if state is None:
-            state = self.model.init_state(padded)
+        state = self.states[key] if key in self.states else self.model.init_state(padded)
         with autocast(self.device, self.amp):
             out, self.states[key] = self.model.step(padded, state, context, positions)
         return padder.unpad(out["B"].float())
 
 
 def list_frames(folder: Path) -> list[Path]:
-    """Image files of a folder in natural order (frame2 before frame10).
-
-    SourceError when there are none, or when two share a name but for the extension (their
-    outputs, <name>.png, would be one file)."""
+    """Image files of a folder in natural order (frame2 before frame10); SourceError when there
+    are none, or when two share a name but for the extension (their outputs would be one)."""
     files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
     if not files:
         raise SourceError(f"{folder} holds no image frames ({', '.join(IMAGE_EXTENSIONS)})")
@@ -192,10 +187,8 @@ def read_video(path: Path) -> tuple[dict, Iterator[np.ndarray]]:
 def derain_video(
     source: Path, target: Path, derainer: FrameDerainer, progress: bool = True, quality: int = 8
 ) -> int:
-    """Derain a video file into another (same fps; H.264 for .mp4); returns the frame count.
-
-    The output is written to a temporary file beside ``target`` and renamed when complete.
-    """
+    """Derain a video file into another (same fps; H.264 for .mp4), written atomically;
+    returns the frame count."""
     meta, frames = read_video(source)
     width, height = meta["size"]
     even = width % 2 == 0 and height % 2 == 0
@@ -247,11 +240,8 @@ def _same_size_images(files: list[Path]) -> Iterator[np.ndarray]:
 def derain_folder(
     source: Path, target: Path, derainer: FrameDerainer, progress: bool = True
 ) -> int:
-    """Derain a folder of frames into a new folder of PNGs with the same names; returns the count.
-
-    Frames go to a temporary folder beside ``target``, renamed when all are written. All
-    frames must have one size (SourceError naming the first that differs).
-    """
+    """Derain a folder of frames, all of one size, into a new folder of PNGs with the same
+    names, written atomically; returns the count."""
     files = list_frames(source)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise SourceError(
