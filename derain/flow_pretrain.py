@@ -40,8 +40,7 @@ def flow_terms(
     """Loss of one batch: clean clips "clean" (N,T,3,H,W), optional "flow" (N,T-1,2,H,W)."""
     clean = batch["clean"]
     n, t, c, h, w = clean.shape
-    prev = clean[:, :-1].reshape(n * (t - 1), c, h, w)
-    cur = clean[:, 1:].reshape(n * (t - 1), c, h, w)
+    prev, cur = (frames.reshape(n * (t - 1), c, h, w) for frames in (clean[:, :-1], clean[:, 1:]))
     flow = flownet(prev, cur).float()
     terms: dict[str, torch.Tensor] = {}
     gt = batch.get("flow")
@@ -60,9 +59,7 @@ def flow_terms(
     if mode in ("photometric", "both"):
         terms["photometric"] = flow_loss_photometric(flow, prev, cur)
     total = sum(v for k, v in terms.items() if k != "epe")
-    log = {k: float(v.detach()) for k, v in terms.items()}
-    log["total"] = float(total.detach())
-    return total, log
+    return total, {k: float(v.detach()) for k, v in {**terms, "total": total}.items()}
 
 
 class FlowRecipe(Recipe):
@@ -90,9 +87,7 @@ class FlowRecipe(Recipe):
         return flownet
 
     def dataset(self) -> KeyedClips:
-        """Clean clips (with flow where known), no temporal reversal; with a supervised term
-        only clips with exact flow (of the builtin source, its synthetic clips) from the
-        source, and with "supervised" alone only the datasets' clips whose flow they store."""
+        """Clean clips (with flow where known; module docstring), no temporal reversal."""
         data, seed = self.config.data, self.config.run.seed
         augment = Augment(data.hflip, data.vflip, reverse=False)
         if self.clips == "source":
