@@ -174,18 +174,18 @@ class TrainConfig:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} cannot be read: {exc}") from None
         data = loads_toml(text, f"config file {path}", error=ConfigError)
-        given = (f"{k}={json.dumps(v)}" for k, v in (given or {}).items() if v is not None)
-        for item in (*overrides, *given):
-            target, sep, text = item.partition("=")
+        options = [f"{k}={json.dumps(v)}" for k, v in (given or {}).items() if v is not None]
+        for item in [*overrides, *options]:
+            target, sep, raw = item.partition("=")
             section, dot, key = target.strip().partition(".")
             if not sep or not dot or not key:
                 raise ConfigError(
                     f"override {item!r} must look like section.key=value, e.g. optim.lr=1e-4"
                 )
             try:
-                value = loads_toml(f"v = {text.strip()}", "override", error=ConfigError)["v"]
+                value = loads_toml(f"v = {raw.strip()}", "override", error=ConfigError)["v"]
             except ConfigError:
-                value = text.strip()
+                value = raw.strip()
             data.setdefault(section, {})[key] = value
         return cls.from_dict(data, source=str(path))
 

@@ -119,14 +119,12 @@ class PairedClips(KeyedClips):
             raise RainsynthError(
                 f"frames and stride must be integers >= 1; got {frames} and {stride}"
             )
-        self.windows = np.array(  # (len, 2) int64: (clip index, first frame) of each window
-            [
-                (index, t0)
-                for index, clip in enumerate(self.clips)
-                for t0 in range(0, clip.num_frames - frames + 1, stride)
-            ],
-            np.int64,
-        ).reshape(-1, 2)
+        starts = [
+            (index, t0)
+            for index, clip in enumerate(self.clips)
+            for t0 in range(0, clip.num_frames - frames + 1, stride)
+        ]  # (clip index, first frame) of each window
+        self.windows = np.array(starts, np.int64).reshape(-1, 2)
         self.with_flow = all(c.has_flow for c in self.clips) if flow is None else flow
 
     def _check(self, clip, height: int | None, width: int | None) -> None:

@@ -1,8 +1,9 @@
 """``rainsynth train``: the deraining network's recipe for the training loop (derain.loop).
 
-Multi-GPU / multi-process: ``torchrun --nproc_per_node=K -m derain.train --config FILE``. RANK,
-LOCAL_RANK and WORLD_SIZE come from the environment; the backend is NCCL on CUDA and gloo on CPU;
-each rank takes its own slice of every keyed global batch of K * batch_size clips.
+Multi-GPU / multi-process: ``torchrun --nproc_per_node=K -m derain.train --config FILE`` (or
+``torchrun ... $(which rainsynth) train --config FILE``). RANK, LOCAL_RANK and WORLD_SIZE come
+from the environment; the backend is NCCL on CUDA and gloo on CPU; each rank takes its own slice
+of every keyed global batch of K * batch_size clips.
 """
 
 from __future__ import annotations
