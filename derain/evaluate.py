@@ -230,7 +230,6 @@ Examples:
 )
 @click.option(
     "--save-frames",
-    default=None,
     type=click.Path(file_okay=False),
     help="Write the output frames as PNG under this folder.",
 )
@@ -239,14 +238,12 @@ Examples:
     "--out",
     "--report",
     "report",
-    default=None,
     type=click.Path(dir_okay=False),
     help="Write the scores to this .json or .csv file.",
 )
 @click.option(
     "--max-clips",
     type=click.IntRange(min=1),
-    default=None,
     help="Score only N clips, spread evenly over the presets.",
 )
 @progress_options("No progress bar or score lines.")

@@ -85,7 +85,6 @@ def progress_options(quiet: str = "No progress bar or status lines."):
 
 WEIGHTS_OPTION = click.option(
     "--weights",
-    default=None,
     type=click.Path(dir_okay=False),
     help="Network weights (.safetensors); default: the bundled model.",
 )

@@ -139,7 +139,6 @@ Examples:
 @click.option(
     "-o",
     "--out",
-    default=None,
     type=click.Path(),
     help="Run folder, new or empty unless --resume (overrides [run] out).",
 )
