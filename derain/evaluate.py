@@ -16,7 +16,6 @@ from typing import Any
 
 import click
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from derain.checkpoint import atomic_write, load_model, resolve_weights
@@ -67,9 +66,7 @@ def score_dataset(
     split: str = "test",
     presets: tuple[str, ...] = (),
     method: str = "model",
-    model: torch.nn.Module | None = None,
-    device: torch.device | str = "cpu",
-    tile: int = 1024,
+    derainer: FrameDerainer | None = None,
     save_frames: str | Path | None = None,
     max_clips: int | None = None,
     consistency: bool = True,
@@ -86,7 +83,7 @@ def score_dataset(
     without rain, where it should change nothing (nan for clips that have none, e.g. under
     haze; absent for paired folders, whose rain layers are unknown).
 
-    model: the VideoDerainer for method "model". presets: keep these (empty = all).
+    derainer: the network for method "model". presets: keep these (empty = all).
     save_frames: write the output frames as PNG under DIR/<split>/<preset>/<clip>/.
     max_clips: score only N clips, evenly spaced over the dataset's (preset, name) order.
     """
@@ -99,11 +96,8 @@ def score_dataset(
         raise RainsynthError(f"{data} has no {split} clips of presets {list(presets)}")
     if max_clips and max_clips < len(clips):  # spread over presets and clips, deterministically
         clips = [clips[i] for i in np.linspace(0, len(clips) - 1, max_clips).round().astype(int)]
-    derainer = None
-    if method == "model":
-        if model is None:
-            raise RainsynthError("method 'model' needs a model")
-        derainer = FrameDerainer(model.eval(), torch.device(device), tile)
+    if method == "model" and derainer is None:
+        raise RainsynthError("method 'model' needs a model")
     rows = []
     for clip in tqdm(clips, disable=not progress, unit="clip"):
         rain, clean = clip.rain(), clip.clean()
@@ -272,23 +266,21 @@ def test_command(
     if report:
         check_report_path(report)
     torch_device = pick_device(device)
-    model = None
+    derainer = None
     if method == "model":
         path = resolve_weights(weights)
-        model, _ = load_model(path, torch_device)
+        derainer = FrameDerainer(load_model(path, torch_device)[0], torch_device, tile)
     result = score_dataset(
         data,
         split=split,
         presets=tuple(p for p in presets.split(",") if p),
         method=method,
-        model=model,
-        device=torch_device,
-        tile=tile,
+        derainer=derainer,
         save_frames=save_frames,
         max_clips=max_clips,
         progress=progress and not quiet,
     )
-    if model is not None:
+    if derainer is not None:
         result["weights"] = str(path)
     echo = (lambda line: None) if quiet else click.echo
     for preset, means in [*result["per_preset"].items(), ("all", result["mean"])]:

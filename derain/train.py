@@ -25,6 +25,7 @@ from derain.checkpoint import (
 from derain.config import ConfigError, TrainConfig
 from derain.data import KeyedClips, PairedClips, training_dataset
 from derain.evaluate import score_dataset
+from derain.inference import FrameDerainer
 from derain.loop import Recipe, run_training
 from derain.losses import derain_loss
 from derain.model import VideoDerainer, build_model
@@ -87,8 +88,7 @@ class DerainRecipe(Recipe):
             data.eval_dataset,
             split=data.eval_split,
             method="model",
-            model=net,
-            device=device,
+            derainer=FrameDerainer(net.eval(), device),
             max_clips=data.eval_clips,
             consistency=False,
             progress=False,
