@@ -190,8 +190,8 @@ def derain_video(
     """Derain a video file into another (same fps; H.264 for .mp4), written atomically;
     returns the frame count."""
     meta, frames = read_video(source)
-    width, height = meta["size"]
-    even = width % 2 == 0 and height % 2 == 0
+    size = width, height = meta["size"]
+    pixels = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
     try:
         total = imageio_ffmpeg.count_frames_and_secs(str(source))[0]
     except (RuntimeError, OSError):
@@ -201,12 +201,7 @@ def derain_video(
     def write(temp: str) -> None:
         nonlocal count
         writer = imageio_ffmpeg.write_frames(
-            temp,
-            (width, height),
-            fps=meta["fps"],
-            quality=quality,
-            macro_block_size=1,
-            pix_fmt_out="yuv420p" if even else "yuv444p",
+            temp, size, fps=meta["fps"], quality=quality, macro_block_size=1, pix_fmt_out=pixels
         )
         try:
             writer.send(None)
