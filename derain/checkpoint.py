@@ -86,8 +86,9 @@ def read_weights(
     path: str | Path, kind: str = MODEL_FORMAT
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read a safetensors file written by :func:`save_weights`: (tensors on CPU, metadata).
-    CheckpointError when it is not safetensors, lacks the metadata of ``kind`` or its header
-    asks for more than MAX_TENSORS tensors or more bytes than the file holds."""
+    RainsynthError when the file is missing; CheckpointError when it is not safetensors, lacks
+    the metadata of ``kind`` or its header asks for more than MAX_TENSORS tensors or more bytes
+    than the file holds."""
     path = Path(path)
     if not path.is_file():
         raise RainsynthError(f"weights file {path} does not exist")
