@@ -1,23 +1,11 @@
 """Weights and training state on disk: safe to load, atomic to write, strict to check.
 
-- Weights: safetensors, with string metadata ``format`` ("rainsynth-derain" for the whole
-  network, "rainsynth-flownet" for a pretrained flow network), ``version`` (rainsynth's),
-  ``model_config`` (ModelConfig JSON: the file alone rebuilds its network), ``iteration`` and,
-  for training runs, ``train_config`` (JSON).
-- Training state (optimizer, scheduler, RNG states, iteration, elapsed seconds): a dict of
-  tensors and plain containers written with ``torch.save`` and read with
-  ``torch.load(weights_only=True)`` — never an arbitrary pickle.
-- Every write goes to a temporary file in the same folder, is flushed to disk, then renamed, so
-  a reader (or a resumed run) never sees half a file.
-- A malformed file, a missing or unexpected tensor, a shape mismatch, a non-finite weight or a
-  model config other than the expected one raises CheckpointError naming the file and what does
-  not match. A file is checked against limits before anything is allocated for it: at most
-  MAX_TENSORS tensors whose sizes add up to no more than the file's, a model config within
-  ModelConfig's limits, and tensors that fit the network it describes (compared on the "meta"
-  device, which allocates nothing).
-
-A run folder holds ``checkpoints/iter_NNNNNNNN.safetensors`` + ``iter_NNNNNNNN.state.pt`` pairs;
-:func:`latest_checkpoint` finds the newest complete pair.
+Weights are safetensors with string metadata (:func:`save_weights`); a training state is tensors
+and plain containers, read with ``torch.load(weights_only=True)``, never an arbitrary pickle.
+Every write is atomic (:func:`atomic_write`). A malformed or mismatched file raises
+CheckpointError naming the file and what does not match, checked before anything is allocated
+for it. A run folder's ``checkpoints/`` holds ``iter_NNNNNNNN.safetensors`` + ``.state.pt``
+pairs.
 """
 
 from __future__ import annotations
@@ -78,7 +66,10 @@ def save_weights(
     kind: str = MODEL_FORMAT,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a state dict as safetensors with its metadata (``extra`` values JSON-encoded)."""
+    """Write a state dict as safetensors with string metadata: ``format`` (``kind``: MODEL_FORMAT
+    for the whole network, FLOW_FORMAT for a pretrained flow network), ``version``
+    (rainsynth's), ``model_config`` (ModelConfig JSON: the file alone rebuilds its network),
+    ``iteration`` and ``extra``'s entries (JSON-encoded unless strings)."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     metadata = {
         "format": kind,
@@ -95,20 +86,30 @@ def read_weights(
     path: str | Path, kind: str = MODEL_FORMAT
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read a safetensors file written by :func:`save_weights`: (tensors on CPU, metadata).
-
-    Raises RainsynthError when the file is missing, CheckpointError when it is not safetensors,
-    lacks the metadata of ``kind`` (e.g. a flow-network file given where a whole network is
-    expected), or its header asks for more than MAX_TENSORS tensors or more bytes than the file
-    holds (checked before any tensor is read).
-    """
+    RainsynthError when the file is missing; CheckpointError when it is not safetensors, lacks
+    the metadata of ``kind`` or its header asks for more than MAX_TENSORS tensors or more bytes
+    than the file holds."""
     path = Path(path)
     if not path.is_file():
         raise RainsynthError(f"weights file {path} does not exist")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = dict(handle.metadata() or {})
-            _check_header(handle, path)
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+            keys = list(handle.keys())
+            if len(keys) > MAX_TENSORS:
+                raise CheckpointError(
+                    f"weights file {path} lists {len(keys)} tensors; "
+                    f"at most {MAX_TENSORS} are allowed"
+                )
+            slices = [handle.get_slice(key) for key in keys]
+            total = sum(math.prod(t.get_shape()) * _ITEMSIZE.get(t.get_dtype(), 8) for t in slices)
+            size = path.stat().st_size
+            if total > size:
+                raise CheckpointError(
+                    f"weights file {path} lists {total} bytes of tensors "
+                    f"but holds only {size} bytes"
+                )
+            tensors = {key: handle.get_tensor(key) for key in keys}
     except CheckpointError:
         raise
     except Exception as exc:  # safetensors raises its own error type for every malformation
@@ -129,26 +130,6 @@ def read_weights(
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"weights file {path}: model_config is not JSON ({exc})") from None
     return tensors, metadata
-
-
-def _check_header(handle: Any, path: Path) -> None:
-    """CheckpointError when a safetensors header lists more than MAX_TENSORS tensors or more
-    bytes than the file holds."""
-    keys = list(handle.keys())
-    if len(keys) > MAX_TENSORS:
-        raise CheckpointError(
-            f"weights file {path} lists {len(keys)} tensors; at most {MAX_TENSORS} are allowed"
-        )
-    total = 0
-    for key in keys:
-        tensor = handle.get_slice(key)
-        itemsize = _ITEMSIZE.get(tensor.get_dtype(), 8)
-        total += math.prod(tensor.get_shape()) * itemsize
-    size = path.stat().st_size
-    if total > size:
-        raise CheckpointError(
-            f"weights file {path} lists {total} bytes of tensors but holds only {size} bytes"
-        )
 
 
 _ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2,
@@ -181,8 +162,7 @@ def check_config(stored: Mapping[str, Any], expected: Mapping[str, Any], path: s
 def load_state_dict(
     module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], path: Any
 ) -> None:
-    """Strictly load ``tensors`` into ``module``; CheckpointError names missing/unexpected keys,
-    shape mismatches (first few of each, with counts) and tensors holding NaN or inf."""
+    """Strictly load ``tensors`` into ``module`` (:func:`check_tensors` first)."""
     own = {key: tuple(value.shape) for key, value in module.state_dict().items()}
     check_tensors(own, tensors, path)
     module.load_state_dict(dict(tensors), strict=True)
@@ -192,7 +172,7 @@ def check_tensors(
     own: Mapping[str, tuple[int, ...]], tensors: Mapping[str, torch.Tensor], path: Any
 ) -> None:
     """CheckpointError unless ``tensors`` are finite and have exactly the names and shapes of
-    ``own`` (the network's state dict: name -> shape)."""
+    ``own`` (the network's state dict: name -> shape), naming the first few of each problem."""
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
     shapes = [
@@ -221,8 +201,7 @@ def check_tensors(
 
 @functools.lru_cache(maxsize=8)
 def network_shapes(model_config: str) -> dict[str, tuple[int, ...]]:
-    """Name -> shape of the state dict of the network a ModelConfig JSON describes, read from
-    the network built on the "meta" device, which allocates nothing."""
+    """Name -> shape of the state dict of the network a ModelConfig JSON describes."""
     with torch.device("meta"):
         network = build_model(ModelConfig.from_dict(json.loads(model_config)))
     return {key: tuple(value.shape) for key, value in network.state_dict().items()}
@@ -232,9 +211,8 @@ def load_model(
     path: str | Path, device: str | torch.device = "cpu", expected_config: ModelConfig | None = None
 ) -> tuple[torch.nn.Module, dict[str, str]]:
     """Build the network a weights file describes and load it (eval mode): (model, metadata).
-
-    expected_config: a ModelConfig the file must hold (CheckpointError listing differences).
-    """
+    The tensors are checked against the network on the "meta" device, which allocates nothing.
+    expected_config: a ModelConfig the file must hold (CheckpointError listing differences)."""
     tensors, metadata = read_weights(path)
     config = model_config_of(metadata, path)
     if expected_config is not None:
@@ -320,8 +298,7 @@ def list_checkpoints(folder: str | Path) -> list[int]:
 
 def latest_checkpoint(folder: str | Path) -> int | None:
     """Iteration of the newest complete checkpoint in ``folder``, or None."""
-    found = list_checkpoints(folder)
-    return found[-1] if found else None
+    return [None, *list_checkpoints(folder)][-1]
 
 
 def prune_checkpoints(folder: str | Path, keep: int) -> None:
@@ -344,21 +321,14 @@ def save_checkpoint(
     kind: str = MODEL_FORMAT,
     extra: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write the checkpoint of ``iteration`` (weights, then state) and prune old ones."""
+    """Write the checkpoint of ``iteration`` (weights, then optimizer, scheduler, RNG states and
+    elapsed seconds) and prune all but the ``keep`` newest."""
     weights, state = checkpoint_paths(folder, iteration)
     save_weights(
         weights, module.state_dict(), model_config, iteration=iteration, kind=kind, extra=extra
     )
-    save_state(
-        state,
-        {
-            "iteration": iteration,
-            "elapsed": elapsed,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": rng_state(),
-        },
-    )
+    optim = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+    save_state(state, {"iteration": iteration, "elapsed": elapsed, **optim, "rng": rng_state()})
     prune_checkpoints(folder, keep)
 
 

@@ -1,16 +1,7 @@
-"""Training configuration: one TOML file, five sections, each a frozen dataclass.
-
-    [model]  -> derain.model.ModelConfig   (plus ``variant = "v1".."v5"``: start from an ablation)
-    [loss]   -> derain.losses.LossConfig
-    [data]   -> DataConfig    which clips, how they are cut and augmented, batch size
-    [optim]  -> OptimConfig   AdamW, learning-rate schedule, gradient clipping, iterations
-    [run]    -> RunConfig     output folder, seed, checkpoint/log/eval cadence, device, bf16
-
-    config = TrainConfig.load("derain/configs/small.toml", overrides=["optim.lr=1e-4"])
-
-Every key is checked (derain.section): an unknown key, a value of the wrong type or out of range
-raises ConfigError naming the file, the section, the key and what is allowed. Relative paths in the
-file (datasets, out, flow_init) are taken relative to the current working directory.
+"""Training configuration: one TOML file of five sections, each a frozen dataclass (derain.section)
+checked when built: [model] derain.model.ModelConfig (plus ``variant = "v1".."v5"``: start from
+an ablation), [loss] derain.losses.LossConfig, [data], [optim], [run]. Relative paths in the file
+(datasets, out, flow_init) are taken relative to the current working directory.
 """
 
 from __future__ import annotations
@@ -34,20 +25,17 @@ SCHEDULES = ("cosine", "step", "constant")
 
 @dataclass(frozen=True)
 class DataConfig(Section):
-    """Where training clips come from and how they are cut.
-
-    datasets: folders built by ``rainsynth build``, or paired folders (rainsynth.paired: no
-    layers, so only with var = streak_free = 0) (ignored when online); split: which split of
-    them; presets: which presets (empty = all). frames: clip length T; crop: (H, W) random crop;
-    hflip / vflip / reverse: random horizontal flip, vertical flip (off by default: rain falls
-    down), temporal reversal. cache: keep the built datasets' clips in memory, 8-bit, after their
-    first read (about 8 MB per 7-frame 448x256 clip and data worker; derain.data.PairedClips).
-    online: render fresh rain every epoch over clean clips of ``online_source`` (its folder
-    ``online_root``, "" for builtin; ``online_clips`` builtin synthetic clips; frames resized to
-    ``online_size``) with ``online_presets``.
-    eval_dataset: a built dataset scored every ``run.eval_every`` iterations on its ``eval_split``
-    (``eval_clips`` clips spread over its presets); empty = no evaluation.
-    """
+    """Where training clips come from and how they are cut. datasets: folders built by
+    ``rainsynth build``, or paired folders (rainsynth.paired: no layers, so only with var =
+    streak_free = 0) (ignored when online); split: which split of them; presets: which presets
+    (empty = all). frames: clip length T; crop: (H, W) random crop; hflip / vflip / reverse:
+    random horizontal flip, vertical flip (off by default: rain falls down), temporal reversal.
+    cache: keep the built datasets' clips in memory, 8-bit, after their first read (about 8 MB
+    per 7-frame 448x256 clip and data worker). online: render fresh rain every epoch over clean
+    clips of ``online_source`` (its folder ``online_root``, "" for builtin; ``online_clips``
+    builtin synthetic clips; frames resized to ``online_size``) with ``online_presets``.
+    eval_dataset: a built dataset scored every ``run.eval_every`` iterations on its
+    ``eval_split`` (``eval_clips`` clips spread over its presets); empty = no evaluation."""
 
     datasets: tuple[str, ...] = ()
     split: str = "train"
@@ -71,39 +59,26 @@ class DataConfig(Section):
     eval_clips: int = 4
 
     def __post_init__(self) -> None:
-        self.check(self.frames >= 2, "frames", "an integer >= 2", self.frames)
-        self.check(
-            len(self.crop) == 2 and min(self.crop) >= 8, "crop", "[H, W], each >= 8", self.crop
-        )
-        self.check(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
-        self.check(self.workers >= 0, "workers", "an integer >= 0", self.workers)
-        self.check(self.online_clips >= 1, "online_clips", "an integer >= 1", self.online_clips)
-        self.check(self.eval_clips >= 1, "eval_clips", "an integer >= 1", self.eval_clips)
+        self.at_least(frames=2)
+        crop = list(self.crop)
+        self.check(len(crop) == 2 and min(crop) >= 8, "crop", "[H, W], each >= 8", crop)
+        self.at_least(batch_size=1, workers=0, online_clips=1, eval_clips=1)
         if self.online:
-            size_ok = len(self.online_size) == 2 and all(
-                s >= c for s, c in zip(self.online_size, self.crop, strict=False)
-            )
-            crop = list(self.crop)
-            self.check(size_ok, "online_size", f"[H, W], each >= crop {crop}", self.online_size)
+            size = self.online_size
+            size_ok = len(size) == 2 and all(s >= c for s, c in zip(size, crop, strict=False))
+            self.check(size_ok, "online_size", f"[H, W], each >= crop {crop}", size)
             self.check(bool(self.online_presets), "online_presets", "a non-empty list", [])
         else:
             self.check(bool(self.datasets), "datasets", "a non-empty list (or online = true)", [])
-        self.check(
-            all(isinstance(d, str) for d in self.datasets),
-            "datasets",
-            "folder paths",
-            self.datasets,
-        )
+        paths = all(isinstance(d, str) for d in self.datasets)
+        self.check(paths, "datasets", "folder paths", self.datasets)
 
 
 @dataclass(frozen=True)
 class OptimConfig(Section):
-    """AdamW and its learning-rate schedule.
-
-    schedule: "cosine" (from lr down to lr * min_lr_ratio), "step" (times gamma every
-    step_every iterations) or "constant"; all after a linear warmup of ``warmup`` iterations.
-    grad_clip: max global gradient norm (0 = off).
-    """
+    """AdamW and its learning-rate schedule. schedule: "cosine" (from lr down to lr *
+    min_lr_ratio), "step" (times gamma every step_every iterations) or "constant"; all after a
+    linear warmup of ``warmup`` iterations. grad_clip: max global gradient norm (0 = off)."""
 
     lr: float = 2e-4
     betas: tuple[float, float] = (0.9, 0.999)
@@ -125,11 +100,11 @@ class OptimConfig(Section):
             self.betas,
         )
         self.check(self.weight_decay >= 0, "weight_decay", "a number >= 0", self.weight_decay)
-        self.check(self.iterations >= 1, "iterations", "an integer >= 1", self.iterations)
+        self.at_least(iterations=1)
         self.check(self.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}", self.schedule)
-        self.check(self.warmup >= 0, "warmup", "an integer >= 0", self.warmup)
+        self.at_least(warmup=0)
         self.check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "in [0, 1]", self.min_lr_ratio)
-        self.check(self.step_every >= 1, "step_every", "an integer >= 1", self.step_every)
+        self.at_least(step_every=1)
         self.check(0 < self.gamma <= 1, "gamma", "in (0, 1]", self.gamma)
         self.check(self.grad_clip >= 0, "grad_clip", "a number >= 0 (0 = off)", self.grad_clip)
 
@@ -149,15 +124,11 @@ class OptimConfig(Section):
 
 @dataclass(frozen=True)
 class RunConfig(Section):
-    """Output, seed and cadence.
-
-    out: run folder (checkpoints, log.csv, config.toml, model.safetensors). checkpoint_every /
+    """Output, seed and cadence. out: the run folder (derain.loop). checkpoint_every /
     log_every / eval_every: in iterations (eval_every = 0: no evaluation); keep_checkpoints: how
-    many recent checkpoints stay on disk. device: "auto" (CUDA when present) or a torch device
-    ("cpu", "cuda", "cuda:1", "mps");
-    amp: bf16 autocast on CUDA (no effect on CPU). flow_init: weights written by
-    ``rainsynth pretrain-flow`` to initialise MF-AlignNet's flow network ("" = from scratch).
-    """
+    many recent checkpoints stay on disk. device: "auto" or a torch device. amp: bf16 autocast
+    on CUDA. flow_init: weights of ``rainsynth pretrain-flow`` for MF-AlignNet's flow network
+    ("" = from scratch)."""
 
     out: str = "runs/small"
     seed: int = 0
@@ -171,11 +142,9 @@ class RunConfig(Section):
 
     def __post_init__(self) -> None:
         self.check(bool(self.out), "out", "a folder path", self.out)
-        self.check(self.seed >= 0, "seed", "an integer >= 0", self.seed)
-        self.check(self.checkpoint_every >= 1, "checkpoint_every", ">= 1", self.checkpoint_every)
-        self.check(self.keep_checkpoints >= 1, "keep_checkpoints", ">= 1", self.keep_checkpoints)
-        self.check(self.log_every >= 1, "log_every", "an integer >= 1", self.log_every)
-        self.check(self.eval_every >= 0, "eval_every", "an integer >= 0", self.eval_every)
+        self.at_least(seed=0)
+        self.at_least(">= {}", checkpoint_every=1, keep_checkpoints=1)
+        self.at_least(log_every=1, eval_every=0)
         self.check(is_device(self.device), "device", DEVICE_HELP, self.device)
 
 
@@ -191,8 +160,12 @@ class TrainConfig:
     source: str = "<dict>"
 
     @classmethod
-    def load(cls, path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-        """Read a TOML config, apply ``section.key=value`` overrides (TOML values), validate."""
+    def load(
+        cls, path: str | Path, overrides: Iterable[str] = (), given: dict[str, Any] | None = None
+    ) -> TrainConfig:
+        """Read a TOML config, apply ``section.key=value`` overrides (TOML syntax, bare words as
+        strings), then the values of the command-line options ``given`` ("section.key" -> value,
+        None: not given), and validate."""
         path = Path(path)
         try:
             text = path.read_text("utf-8")
@@ -200,9 +173,20 @@ class TrainConfig:
             raise ConfigError(f"config file {path} does not exist") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} cannot be read: {exc}") from None
-        data = read_toml(text, f"config file {path}")
-        for item in overrides:
-            apply_override(data, item)
+        data = loads_toml(text, f"config file {path}", error=ConfigError)
+        options = [f"{k}={json.dumps(v)}" for k, v in (given or {}).items() if v is not None]
+        for item in [*overrides, *options]:
+            target, sep, raw = item.partition("=")
+            section, dot, key = target.strip().partition(".")
+            if not sep or not dot or not key:
+                raise ConfigError(
+                    f"override {item!r} must look like section.key=value, e.g. optim.lr=1e-4"
+                )
+            try:
+                value = loads_toml(f"v = {raw.strip()}", "override", error=ConfigError)["v"]
+            except ConfigError:
+                value = raw.strip()
+            data.setdefault(section, {})[key] = value
         return cls.from_dict(data, source=str(path))
 
     @classmethod
@@ -252,31 +236,6 @@ SECTIONS: dict[str, type[Section]] = {
     kind.section(): kind for kind in (ModelConfig, LossConfig, DataConfig, OptimConfig, RunConfig)
 }
 """The sections of a config file, in file order."""
-
-
-def read_toml(text: str, source: str) -> dict:
-    """Parse TOML text with rainsynth's one TOML reader; ConfigError naming ``source`` when it is
-    not valid TOML."""
-    return loads_toml(text, source, error=ConfigError)
-
-
-def apply_override(data: dict, item: str) -> None:
-    """Apply one ``section.key=value`` override (value in TOML syntax, bare words as strings)."""
-    target, sep, text = item.partition("=")
-    section, dot, key = target.strip().partition(".")
-    if not sep or not dot or not key:
-        raise ConfigError(f"override {item!r} must look like section.key=value, e.g. optim.lr=1e-4")
-    try:
-        value = read_toml(f"v = {text.strip()}", "override")["v"]
-    except ConfigError:
-        value = text.strip()
-    data.setdefault(section, {})[key] = value
-
-
-def command_overrides(overrides: Iterable[str], given: dict[str, Any]) -> list[str]:
-    """``--set`` overrides, then one for each option given on the command line ("section.key"
-    -> its value; None: not given)."""
-    return [*overrides, *(f"{k}={json.dumps(v)}" for k, v in given.items() if v is not None)]
 
 
 def _toml_value(value: Any) -> str:

@@ -1,9 +1,5 @@
-"""Training data: paired rain/clean clips as a torch Dataset, plain or in the trainer's keyed order.
-
-:class:`PairedClips` reads a dataset built by ``rainsynth build`` or a plain paired folder
-(rainsynth.paired). Indexed by an int it is an ordinary map-style Dataset: item i is window i
-(see its docstring). Indexed by a :class:`SampleKey` it gives the trainer's sample of that key.
-:class:`SourceClips` and :class:`OnlineRainClips` give keyed samples of a rainsynth source.
+"""Training data: paired rain/clean clips (:class:`PairedClips`) and clips of a rainsynth source
+(:class:`SourceClips`, :class:`OnlineRainClips`), keyed (derain.keyed).
 
 A sample is a dict of float32 tensors (T frames, crop H x W):
     "rain" (T,3,H,W) O~ in [0, 1], "clean" (T,3,H,W) B in [0, 1]; where the clip knows them, its
@@ -13,7 +9,6 @@ A sample is a dict of float32 tensors (T frames, crop H x W):
     whole rain frames the crop was cut from (the per-frame heads read it: a crop alone hides the
     veil), and samples for a model with ModelConfig.row_position "rows" (T,1,H,1), the position
     of each crop row in its whole frame (derain.context.row_positions).
-:func:`collate` stacks samples into a batch (N first).
 """
 
 from __future__ import annotations
@@ -28,7 +23,7 @@ from torch.utils.data import DataLoader
 
 import rainsynth
 from derain.config import DataConfig
-from derain.keyed import Arrays, Augment, KeyedBatchSampler, KeyedClips, SampleKey, stream, tag
+from derain.keyed import Arrays, Augment, KeyedBatchSampler, KeyedClips, SampleKey, stream
 from rainsynth.dataset import decode_layers, to_float
 from rainsynth.errors import RainsynthError
 from rainsynth.paired import read_clips
@@ -56,45 +51,34 @@ def collate(samples: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tenso
 class PairedClips(KeyedClips):
     """Windows of T frames of paired rain/clean clips, as a map-style torch Dataset.
 
-    ``ds[i]``, i in ``range(len(ds))``: window i, a dict of float32 tensors (module docstring):
-    "rain", "clean" (T,3,H,W) in [0, 1]; for a built dataset also the layers "S", "U", "beta",
-    "alpha" (T,1,H,W) and "A", "M" (T,3,1,1) as rendered, and "flow" (T-1,2,H,W) in px (see
-    ``flow``). The windows are frames t0 .. t0+T-1 for t0 = 0, stride, 2 stride, ... of each
-    clip in turn (clips in read order); the crop's corner is drawn from (seed, i), the flips
-    (``augment``) too, so ``ds[i]`` is the same on every call and in every worker.
+    ``ds[i]``, i in ``range(len(ds))``: window i, a sample (module docstring) of frames
+    t0 .. t0+T-1 for t0 = 0, stride, 2 stride, ... of each clip in turn (clips in read order);
+    the crop's corner and the flips (``augment``) are drawn from (seed, i), so ``ds[i]`` is the
+    same on every call and in every worker. ``ds[SampleKey(...)]``: the trainer's sample of
+    that key, a random window of clip ``key.index``, cut and augmented as keyed.
 
-    ``torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2)`` batches it with the default
-    collate when its samples share one frame size (a crop, or same-size clips) and their keys.
-    They do by default: "flow" is in every sample or in none. With ``flow=True``, a dataset that
-    stores the flow of some clips only (the builtin source's synthetic clips) gives samples with
-    and without "flow": the default collate then fails (KeyError 'flow') when a batch's first
-    sample has it and drops it from the batch when the first lacks it; batch those with
-    ``collate_fn=derain.data.collate`` (zeros for the missing flow, and "flow_valid" (N,) bool).
-    Its samples also keep only the keys all share, for roots that mix built datasets (layers)
-    and paired folders (none).
-
-    ``ds[SampleKey(...)]`` is the trainer's sample of that key (module docstring): a random
-    window of clip ``key.index``, a random crop, the flips and reversal of ``augment``.
+    Batch with ``collate_fn=derain.data.collate`` when samples may differ in keys: with
+    ``flow=True`` a dataset that stores the flow of some clips only gives samples with and
+    without "flow" (the default collate would fail or drop it), and roots may mix built
+    datasets (layers) and paired folders (none).
 
     Args:
         roots: a folder or folders: datasets built by ``rainsynth build`` or paired folders
-            (rainsynth.paired: X_Rain/ + X_GT/, LQ/ + GT/, <clip>/rain + <clip>/clean), whose
-            clips have no layers and no flow.
+            (rainsynth.paired), whose clips have no layers and no flow.
         frames: T, frames a window; every clip must have at least T.
         crop: (H, W) of the crop, or None for the whole frame.
-        stride: frames between window starts in a clip (default: T, windows that do not
-            overlap); ``len(ds)`` is the number of windows.
-        split: the split of built datasets ("train", "test"; None: all); paired folders have none.
+        stride: frames between window starts in a clip (default: T).
+        split: the split of built datasets ("train", "test"; None: all).
         presets: keep the clips of these presets (built) or pair names (paired); empty: all.
         seed: keys the crops and flips (and the trainer's windows and reversal).
         augment: random flips (and for keyed samples reversal), "rain_context" and "rows".
         clean_only: load only "clean" (and "flow"), not the rain and its layers.
-        flow: None (default): "flow" where known if every clip's is, else never; True: "flow"
-            in the samples of the clips whose flow is known; False: never.
+        flow: None: "flow" where known if every clip's is, else never; True: "flow" in the
+            samples of the clips whose flow is known; False: never.
         flow_only: keep only the clips whose exact flow the dataset stores.
-        cache: keep each clip's frames and layers in memory, 8-bit as stored, after its first read
-            (about 8 MB per 7-frame 448x256 clip, in each data worker), so that later epochs skip
-            decoding its PNGs and layers.npz; the samples are the same either way.
+        cache: keep each clip's frames and layers in memory, 8-bit as stored, after its first
+            read (about 8 MB per 7-frame 448x256 clip, in each data worker); the samples are
+            the same either way.
     """
 
     def __init__(
@@ -130,21 +114,18 @@ class PairedClips(KeyedClips):
             )
         for clip in self.clips:
             self._check(clip, getattr(clip, "height", None), getattr(clip, "width", None))
-        self.windows = self._windows(frames if stride is None else stride)
-        self.with_flow = all(c.has_flow for c in self.clips) if flow is None else flow
-
-    def _windows(self, stride: int) -> np.ndarray:
-        """(len, 2) int64: (clip index, first frame) of each window."""
-        if self.frames < 1 or stride < 1:
+        stride = frames if stride is None else stride
+        if frames < 1 or stride < 1:
             raise RainsynthError(
-                f"frames and stride must be integers >= 1; got {self.frames} and {stride}"
+                f"frames and stride must be integers >= 1; got {frames} and {stride}"
             )
         starts = [
             (index, t0)
             for index, clip in enumerate(self.clips)
-            for t0 in range(0, clip.num_frames - self.frames + 1, stride)
-        ]
-        return np.array(starts, np.int64).reshape(-1, 2)
+            for t0 in range(0, clip.num_frames - frames + 1, stride)
+        ]  # (clip index, first frame) of each window
+        self.windows = np.array(starts, np.int64).reshape(-1, 2)
+        self.with_flow = all(c.has_flow for c in self.clips) if flow is None else flow
 
     def _check(self, clip, height: int | None, width: int | None) -> None:
         """RainsynthError naming the clip when it is shorter than T or smaller than the crop
@@ -185,7 +166,12 @@ class PairedClips(KeyedClips):
     def read(self, index: int, start: int) -> Arrays:
         """Frames start .. start+T-1 of clip ``index``: its arrays and flow (:data:`Arrays`)."""
         window = slice(start, start + self.frames)
-        stored = self._stored(index, window)
+        if self.cache is None:
+            stored = self._read(self.clips[index], window)
+        else:  # the whole clip as stored, read once
+            if index not in self.cache:
+                self.cache[index] = self._read(self.clips[index], slice(None))
+            stored = {k: v if k == "layers" else v[window] for k, v in self.cache[index].items()}
         arrays = {"clean": to_float(stored["clean"])}
         if not self.clean_only:
             arrays["rain"] = to_float(stored["rain"])
@@ -194,18 +180,10 @@ class PairedClips(KeyedClips):
         flow = self.clips[index].flow() if self.with_flow else None
         return arrays, None if flow is None else flow[start : start + self.frames - 1]
 
-    def _stored(self, index: int, window: slice) -> dict:
-        """Clip ``index`` as stored: its 8-bit frames "clean" (and "rain") of ``window``,
-        (T,H,W,3) uint8, and (unless clean_only) all of layers.npz's arrays, "layers" (None for
-        a paired folder's clip); through the cache if on."""
-        if self.cache is None:
-            return self._read(self.clips[index], window)
-        if index not in self.cache:
-            self.cache[index] = self._read(self.clips[index], slice(None))
-        cached = self.cache[index]
-        return {k: v if k == "layers" else v[window] for k, v in cached.items()}
-
     def _read(self, clip, frames: slice) -> dict:
+        """A clip as stored: its 8-bit frames "clean" (and "rain") of ``frames``, (T,H,W,3)
+        uint8, and (unless clean_only) all of layers.npz's arrays, "layers" (None for a paired
+        folder's clip)."""
         stored = {"clean": clip.stored_frames("clean", frames)}
         self._check(clip, *stored["clean"].shape[1:3])
         if not self.clean_only:
@@ -215,54 +193,38 @@ class PairedClips(KeyedClips):
 
 
 class SourceClips(KeyedClips):
-    """Clean clips (and exact flow, where known) of a rainsynth source, e.g. "builtin"; keyed.
-
-    Gives "clean" (and "flow"); used to pretrain the flow network. root: the source's folder (""
-    for builtin); size: (H, W) of the source clips; count: number of builtin synthetic clips (see
-    rainsynth.sources.open_source). synthetic_only: keep only the builtin source's synthetic
-    clips, the ones with exact flow (it lists them first, ``count`` of them).
+    """Clean clips (and exact flow, where known) of a DataConfig's ``online_source`` (its folder
+    ``online_root``, "" for builtin; ``online_clips`` builtin synthetic clips; frames resized to
+    ``online_size``; rainsynth.sources.open_source), cut as it says; keyed. Gives "clean" (and
+    "flow"); used to pretrain the flow network. synthetic_only: keep only the builtin source's
+    synthetic clips, the ones with exact flow (it lists them first).
     """
 
     def __init__(
-        self,
-        source: str,
-        frames: int,
-        size: tuple[int, int],
-        count: int,
-        crop: tuple[int, int] | None,
-        augment: Augment | None,
-        seed: int = 0,
-        root: str = "",
-        synthetic_only: bool = False,
+        self, data: DataConfig, seed: int, augment: Augment | None, synthetic_only: bool = False
     ):
-        super().__init__(frames, crop, augment, seed)
+        super().__init__(data.frames, data.crop, augment, seed)
+        name, count = data.online_source, data.online_clips
         self.source = open_source(
-            source, root=root or None, frames=frames, size=tuple(size), seed=seed, count=count
+            name,
+            root=data.online_root or None,
+            frames=data.frames,
+            size=tuple(data.online_size),
+            seed=seed,
+            count=count,
         )
         self.refs = self.source.sequences()
         if synthetic_only:
-            if source != "builtin":
-                raise RainsynthError(f"only the builtin source has synthetic clips, not {source!r}")
+            if name != "builtin":
+                raise RainsynthError(f"only the builtin source has synthetic clips, not {name!r}")
             self.refs = self.refs[:count]
         if not self.refs:
-            raise RainsynthError(f"source {source!r} has no clips of {frames} frames")
-
-    @classmethod
-    def of(cls, data: DataConfig, seed: int, augment: Augment, **options) -> SourceClips:
-        """The clips of a DataConfig's online_source (online_root, online_clips, online_size),
-        cut as it says; ``options``: more keywords of the class."""
-        size, crop = tuple(data.online_size), tuple(data.crop)
-        return cls(
-            data.online_source, data.frames, size, data.online_clips, crop, augment, seed,
-            root=data.online_root, **options,
-        )  # fmt: skip
+            raise RainsynthError(f"source {name!r} has no clips of {data.frames} frames")
 
     def __len__(self) -> int:
         return len(self.refs)
 
-    @property
-    def num_clips(self) -> int:
-        return len(self.refs)
+    num_clips = property(__len__)
 
     def load(self, key: SampleKey) -> Arrays:
         sequence = self.source.read(self.refs[key.index])
@@ -270,23 +232,23 @@ class SourceClips(KeyedClips):
 
 
 class OnlineRainClips(SourceClips):
-    """Source clips with fresh rain each epoch (``--online``): every pass sees new rain.
+    """Source clips with fresh rain each epoch (``[data] online``): every pass sees new rain.
 
     The rain of clip i in epoch e is ``rainsynth.render(clean, sample_params(preset, seed=seed,
-    clip=e * n + i))`` with the preset drawn from ``presets`` by a stream keyed (seed, e, i), so
-    the data stay deterministic.
+    clip=e * n + i))`` with the preset drawn from ``online_presets`` by a stream keyed (seed, e,
+    i), so the data stay deterministic.
     """
 
-    def __init__(self, *args, presets: Sequence[str], **kwargs):
-        super().__init__(*args, **kwargs)
-        if not presets:
+    def __init__(self, data: DataConfig, *args, **kwargs):
+        super().__init__(data, *args, **kwargs)
+        if not data.online_presets:
             raise RainsynthError("online rain needs at least one preset")
-        self.presets = tuple(presets)
+        self.presets = tuple(data.online_presets)
 
     def load(self, key: SampleKey) -> Arrays:
         arrays, flow = super().load(key)
         clean = arrays["clean"]
-        rng = np.random.default_rng([self.seed, key.epoch, key.index, tag("preset")])
+        rng = stream(self.seed, key.epoch, key.index, "preset")
         preset = self.presets[int(rng.integers(len(self.presets)))]
         clip_id = key.epoch * len(self) + key.index
         params = rainsynth.sample_params(
@@ -304,10 +266,8 @@ def make_loader(
     """A DataLoader over keyed batches. Workers start by "forkserver" (or "spawn"), never a
     plain fork: a process forked after numba's or torch's thread pools ran (rendering, an
     evaluation) can hang in the child."""
-    context = None
-    if workers > 0:
-        methods = multiprocessing.get_all_start_methods()
-        context = "forkserver" if "forkserver" in methods else "spawn"
+    methods = multiprocessing.get_all_start_methods()
+    context = ("forkserver" if "forkserver" in methods else "spawn") if workers > 0 else None
     return DataLoader(
         dataset,
         batch_sampler=sampler,
@@ -326,7 +286,7 @@ def training_dataset(
     has ModelConfig.row_position)."""
     augment = Augment(data.hflip, data.vflip, data.reverse, context, rows)
     if data.online:
-        return OnlineRainClips.of(data, seed, augment, presets=data.online_presets)
+        return OnlineRainClips(data, seed, augment)
     return config_clips(data, seed, augment)
 
 

@@ -2,17 +2,8 @@
 (rainsynth.paired: rain and clean frames side by side): Y PSNR/SSIM, temporal consistency.
 
 Methods: "model" (the network, streamed frame by frame as ``rainsynth derain`` runs it),
-"rain" (the rain input itself: the floor any method must beat) and "median5" (the temporal
-median of the 5 rain frames centred on each frame, the window cut at the clip's ends).
-
-Outputs are rounded to 8 bits before scoring, as saved frames are. Per clip: PSNR and SSIM are
-means over its frames (derain.metrics.psnr_y / ssim_y), temporal consistency is
-derain.metrics.temporal_consistency with the dataset's exact flow when stored, else flow
-estimated on the ground truth; "dry_error" and "dry_detail" (derain.metrics.rain_free_change)
-score the pixels that have no rain, where a method should change nothing (nan for clips that
-have none, e.g. under haze, which covers every pixel, and for paired folders, whose rain layers
-are unknown). The report holds every clip, the mean over clips per preset (a paired folder's
-pairs stand for presets) and the mean over all clips, with the median PSNR beside each mean.
+"rain" (the rain input itself: the floor any method must beat) and "median5" (:func:`median5`).
+Outputs are rounded to 8 bits before scoring, as saved frames are.
 """
 
 from __future__ import annotations
@@ -25,13 +16,12 @@ from typing import Any
 
 import click
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from derain.checkpoint import atomic_write, load_model, resolve_weights
 from derain.inference import MAX_TILE, OVERLAP, FrameDerainer, check_tiling
 from derain.metrics import psnr_y, rain_free_change, rain_free_mask, ssim_y, temporal_consistency
-from derain.runtime import device_option, pick_device
+from derain.runtime import WEIGHTS_OPTION, device_option, pick_device, progress_options
 from rainsynth.cli import Command
 from rainsynth.composite import to_uint8
 from rainsynth.errors import RainsynthError
@@ -59,26 +49,6 @@ def quantise(frames: np.ndarray) -> np.ndarray:
     return to_uint8(frames).astype(np.float32) / np.float32(255)
 
 
-def score_clip(
-    output: np.ndarray,
-    clean: np.ndarray,
-    flow: np.ndarray | None,
-    consistency: bool = True,
-    dry: np.ndarray | None = None,
-) -> dict[str, float]:
-    """PSNR and SSIM (means over frames) and temporal consistency of one clip (T,H,W,3); with
-    ``dry``, its rain-free pixels (T,H,W) bool, also dry_error and dry_detail there."""
-    scores = {
-        "psnr": float(np.mean([psnr_y(o, c) for o, c in zip(output, clean, strict=True)])),
-        "ssim": float(np.mean([ssim_y(o, c) for o, c in zip(output, clean, strict=True)])),
-    }
-    if consistency:
-        scores["tc"] = temporal_consistency(output, clean, flow)
-    if dry is not None:
-        scores["dry_error"], scores["dry_detail"] = rain_free_change(output, clean, dry)
-    return scores
-
-
 def _means(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Mean of each metric over the clips that have it (nan where none has), and the median
     PSNR ("psnr_median")."""
@@ -96,18 +66,24 @@ def score_dataset(
     split: str = "test",
     presets: tuple[str, ...] = (),
     method: str = "model",
-    model: torch.nn.Module | None = None,
-    device: torch.device | str = "cpu",
-    tile: int = 1024,
+    derainer: FrameDerainer | None = None,
     save_frames: str | Path | None = None,
     max_clips: int | None = None,
     consistency: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Score ``method`` on the clips of a built dataset or a paired folder (``split`` is for
-    built datasets); returns the report (see module doc).
+    built datasets): a report of every clip, the means over clips per preset (a paired folder's
+    pairs stand for presets) and over all clips, with the median PSNR beside each mean.
 
-    model: the VideoDerainer for method "model". presets: keep these (empty = all).
+    Per clip: PSNR and SSIM, means over its frames (derain.metrics.psnr_y / ssim_y); with
+    ``consistency``, temporal consistency "tc" (derain.metrics.temporal_consistency with the
+    dataset's exact flow when stored, else flow estimated on the ground truth); "dry_error"
+    and "dry_detail" (derain.metrics.rain_free_change), how much the method changed the pixels
+    without rain, where it should change nothing (nan for clips that have none, e.g. under
+    haze; absent for paired folders, whose rain layers are unknown).
+
+    derainer: the network for method "model". presets: keep these (empty = all).
     save_frames: write the output frames as PNG under DIR/<split>/<preset>/<clip>/.
     max_clips: score only N clips, evenly spaced over the dataset's (preset, name) order.
     """
@@ -120,11 +96,8 @@ def score_dataset(
         raise RainsynthError(f"{data} has no {split} clips of presets {list(presets)}")
     if max_clips and max_clips < len(clips):  # spread over presets and clips, deterministically
         clips = [clips[i] for i in np.linspace(0, len(clips) - 1, max_clips).round().astype(int)]
-    derainer = None
-    if method == "model":
-        if model is None:
-            raise RainsynthError("method 'model' needs a model")
-        derainer = FrameDerainer(model.eval(), torch.device(device), tile)
+    if method == "model" and derainer is None:
+        raise RainsynthError("method 'model' needs a model")
     rows = []
     for clip in tqdm(clips, disable=not progress, unit="clip"):
         rain, clean = clip.rain(), clip.clean()
@@ -141,11 +114,21 @@ def score_dataset(
             output = derain_clip(derainer, rain)
         output = quantise(output)
         if save_frames is not None:
-            _save_frames(Path(save_frames) / clip.split / clip.preset / clip.name, output)
-        flow = clip.flow() if consistency else None
+            folder = Path(save_frames) / clip.split / clip.preset / clip.name
+            folder.mkdir(parents=True, exist_ok=True)
+            for t, frame in enumerate(to_uint8(output), 1):
+                write_png(folder / f"{t:04d}.png", frame)
+        pairs = list(zip(output, clean, strict=True))
+        scores = {
+            "psnr": float(np.mean([psnr_y(o, c) for o, c in pairs])),
+            "ssim": float(np.mean([ssim_y(o, c) for o, c in pairs])),
+        }
+        if consistency:
+            scores["tc"] = temporal_consistency(output, clean, clip.flow())
         layers = clip.layers()
-        dry = None if layers is None else rain_free_mask(layers)
-        scores = score_clip(output, clean, flow, consistency, dry)
+        if layers is not None:
+            dry = rain_free_mask(layers)
+            scores["dry_error"], scores["dry_detail"] = rain_free_change(output, clean, dry)
         rows.append({"preset": clip.preset, "name": clip.name, "frames": clip.num_frames, **scores})
     per_preset = {
         p: _means([r for r in rows if r["preset"] == p])
@@ -161,12 +144,6 @@ def score_dataset(
     }
 
 
-def _save_frames(folder: Path, frames: np.ndarray) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for t, frame in enumerate(to_uint8(frames), 1):
-        write_png(folder / f"{t:04d}.png", frame)
-
-
 def write_report(report: dict[str, Any], path: str | Path) -> Path:
     """Write the report as JSON (.json) or CSV (.csv: one row per clip, then the means)."""
     path = check_report_path(path)
@@ -175,9 +152,9 @@ def write_report(report: dict[str, Any], path: str | Path) -> Path:
         return atomic_write(path, lambda temp: Path(temp).write_text(text, encoding="utf-8"))
     fields = ["preset", "name", "frames", *(k for k in METRICS if k in report["mean"])]
     rows = [{k: r[k] for k in fields} for r in report["clips"]]
-    for preset, means in report["per_preset"].items():
-        rows.append({"preset": preset, "name": "mean", "frames": "", **_pick(means, fields)})
-    rows.append({"preset": "all", "name": "mean", "frames": "", **_pick(report["mean"], fields)})
+    for preset, means in [*report["per_preset"].items(), ("all", report["mean"])]:
+        picked = {k: means[k] for k in fields if k in METRICS}
+        rows.append({"preset": preset, "name": "mean", "frames": "", **picked})
 
     def write(temp: str) -> None:
         with open(temp, "w", newline="", encoding="utf-8") as handle:
@@ -194,10 +171,6 @@ def check_report_path(path: str | Path) -> Path:
     if path.suffix.lower() not in (".json", ".csv"):
         raise RainsynthError(f"report {path} must end in .json or .csv")
     return path
-
-
-def _pick(means: dict[str, float], fields: list[str]) -> dict[str, float]:
-    return {k: means[k] for k in fields if k in METRICS}
 
 
 def _finite(value: Any) -> Any:
@@ -230,12 +203,7 @@ Examples:
     help="A dataset folder written by `rainsynth build`, or a paired folder: X_Rain/ + X_GT/, "
     "LQ/<clip>/ + GT/<clip>/ (BasicSR), <clip>/rain/ + <clip>/clean/.",
 )
-@click.option(
-    "--weights",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="Network weights (.safetensors); default: the bundled model.",
-)
+@WEIGHTS_OPTION
 @click.option("--split", default="test", show_default=True,
               help="Which split of a built dataset to score.")  # fmt: skip
 @click.option("--presets", default="", help="Comma-separated presets to score (default: all).")
@@ -256,7 +224,6 @@ Examples:
 )
 @click.option(
     "--save-frames",
-    default=None,
     type=click.Path(file_okay=False),
     help="Write the output frames as PNG under this folder.",
 )
@@ -265,32 +232,29 @@ Examples:
     "--out",
     "--report",
     "report",
-    default=None,
     type=click.Path(dir_okay=False),
     help="Write the scores to this .json or .csv file.",
 )
 @click.option(
     "--max-clips",
     type=click.IntRange(min=1),
-    default=None,
     help="Score only N clips, spread evenly over the presets.",
 )
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or score lines.")
+@progress_options("No progress bar or score lines.")
 def test_command(
-    data: str,
-    weights: str | None,
-    split: str,
-    presets: str,
-    method: str,
-    device: str,
-    tile: int,
-    save_frames: str | None,
-    report: str | None,
-    max_clips: int | None,
-    progress: bool,
-    quiet: bool,
-) -> None:
+    data,
+    weights,
+    split,
+    presets,
+    method,
+    device,
+    tile,
+    save_frames,
+    report,
+    max_clips,
+    progress,
+    quiet,
+):
     """Score deraining on a built dataset or a paired folder made elsewhere (rain and clean
     frames side by side, no layers): Y PSNR/SSIM (as MATLAB/BasicSR) and temporal
     consistency (lower is better), per clip and mean, per preset and overall. Where a clip has
@@ -302,23 +266,21 @@ def test_command(
     if report:
         check_report_path(report)
     torch_device = pick_device(device)
-    model = None
+    derainer = None
     if method == "model":
         path = resolve_weights(weights)
-        model, _ = load_model(path, torch_device)
+        derainer = FrameDerainer(load_model(path, torch_device)[0], torch_device, tile)
     result = score_dataset(
         data,
         split=split,
         presets=tuple(p for p in presets.split(",") if p),
         method=method,
-        model=model,
-        device=torch_device,
-        tile=tile,
+        derainer=derainer,
         save_frames=save_frames,
         max_clips=max_clips,
         progress=progress and not quiet,
     )
-    if model is not None:
+    if derainer is not None:
         result["weights"] = str(path)
     echo = (lambda line: None) if quiet else click.echo
     for preset, means in [*result["per_preset"].items(), ("all", result["mean"])]:

@@ -1,26 +1,17 @@
 """``rainsynth pretrain-flow``: train MF-AlignNet's flow network alone, on clean clips.
 
-No flow weights can be downloaded, so the pyramid flow net (derain.flownet) learns from scratch:
+No flow weights can be downloaded, so the pyramid flow net (derain.flownet) learns from scratch,
+on every consecutive pair (t-1, t) of each clip: "supervised" (end-point error against the exact
+backward flow, derain.losses.flow_loss_supervised), "photometric" (self-supervised: backward-warped
+frame t-1 against frame t plus edge-aware smoothness, derain.losses.flow_loss_photometric) or
+"both" (their sum; samples without flow get the photometric term only).
 
-- "supervised": end-point error against the exact backward flow the builtin source knows
-  (derain.losses.flow_loss_supervised);
-- "photometric": self-supervised, backward-warped frame t-1 against frame t plus edge-aware
-  smoothness (derain.losses.flow_loss_photometric), needing no flow at all;
-- "both" (default): their sum; samples without flow get the photometric term only.
-
-With ``--clips source`` (the builtin source), a supervised term uses only its synthetic clips
-(exact flow) and "photometric" also its real video clips. With ``--clips datasets``,
-"supervised" keeps the clips whose flow the datasets store and "both" uses every clip, the
-supervised term averaged over the samples that have flow. Use ``datasets`` to keep the test
-split's scenes out of pretraining: the builtin source lists every photo, held-out ones included.
-
-Every consecutive pair (t-1, t) of each clip is one training pair. Clips come from the training
-config: [model] size sets the flow net, [data] online_source / online_clips / online_size /
-frames / crop / batch_size / workers / hflip / vflip the clips (``--clips source``, the default:
-the builtin source with exact flow), or the clean frames of [data] datasets (``--clips
-datasets``); [optim] the optimiser and schedule; [run] the seed and device.
-
-The result, OUT/flow.safetensors, initialises a training run: ``[run] flow_init = "OUT/flow.safetensors"``.
+``--clips source``: [data] online_source's clips (builtin: a supervised term uses only its
+synthetic clips, which have exact flow); ``--clips datasets``: the clean frames of [data] datasets
+("supervised" keeps the clips whose flow they store). Use ``datasets`` to keep the test split's
+scenes out of pretraining: the builtin source lists every photo, held-out ones included. The
+config's [model] size, [data] frames / crop / batch_size / workers / flips, [optim] and [run]
+seed and device apply. OUT/flow.safetensors initialises a training run: ``[run] flow_init``.
 """
 
 from __future__ import annotations
@@ -31,12 +22,12 @@ import click
 import torch
 
 from derain.checkpoint import FLOW_FORMAT
-from derain.config import ConfigError, TrainConfig, command_overrides
+from derain.config import ConfigError, TrainConfig
 from derain.data import Augment, KeyedClips, SourceClips, config_clips
 from derain.loop import Recipe, run_training
 from derain.losses import flow_loss_photometric, flow_loss_supervised
 from derain.model import build_flownet
-from derain.runtime import device_option
+from derain.runtime import config_options, progress_options
 from rainsynth.cli import Command
 
 MODES = ("supervised", "photometric", "both")
@@ -49,8 +40,7 @@ def flow_terms(
     """Loss of one batch: clean clips "clean" (N,T,3,H,W), optional "flow" (N,T-1,2,H,W)."""
     clean = batch["clean"]
     n, t, c, h, w = clean.shape
-    prev = clean[:, :-1].reshape(n * (t - 1), c, h, w)
-    cur = clean[:, 1:].reshape(n * (t - 1), c, h, w)
+    prev, cur = (frames.reshape(n * (t - 1), c, h, w) for frames in (clean[:, :-1], clean[:, 1:]))
     flow = flownet(prev, cur).float()
     terms: dict[str, torch.Tensor] = {}
     gt = batch.get("flow")
@@ -69,9 +59,7 @@ def flow_terms(
     if mode in ("photometric", "both"):
         terms["photometric"] = flow_loss_photometric(flow, prev, cur)
     total = sum(v for k, v in terms.items() if k != "epe")
-    log = {k: float(v.detach()) for k, v in terms.items()}
-    log["total"] = float(total.detach())
-    return total, log
+    return total, {k: float(v.detach()) for k, v in {**terms, "total": total}.items()}
 
 
 class FlowRecipe(Recipe):
@@ -84,8 +72,7 @@ class FlowRecipe(Recipe):
     def __init__(self, config: TrainConfig, mode: str, clips: str):
         if mode not in MODES or clips not in CLIPS:
             raise ConfigError(f"mode must be one of {MODES} and clips one of {CLIPS}")
-        terms = ["total", "epe", *(["supervised"] if mode != "photometric" else [])]
-        terms += ["photometric"] if mode != "supervised" else []
+        terms = ["total", "epe", *(t for t in ("supervised", "photometric") if mode in (t, "both"))]
         extra = {"pretrain": {"mode": mode, "clips": clips, "config": config.to_dict()}}
         super().__init__(config, terms, extra)
         self.mode, self.clips = mode, clips
@@ -100,14 +87,12 @@ class FlowRecipe(Recipe):
         return flownet
 
     def dataset(self) -> KeyedClips:
-        """Clean clips (with flow where known), no temporal reversal; with a supervised term
-        only clips with exact flow (of the builtin source, its synthetic clips) from the
-        source, and with "supervised" alone only the datasets' clips whose flow they store."""
+        """Clean clips (with flow where known; module docstring), no temporal reversal."""
         data, seed = self.config.data, self.config.run.seed
         augment = Augment(data.hflip, data.vflip, reverse=False)
         if self.clips == "source":
             exact = self.mode != "photometric" and data.online_source == "builtin"
-            return SourceClips.of(data, seed, augment, synthetic_only=exact)
+            return SourceClips(data, seed, augment, synthetic_only=exact)
         exact = self.mode == "supervised"
         return config_clips(data, seed, augment, clean_only=True, flow_only=exact)
 
@@ -168,37 +153,20 @@ Examples:
     show_default=True,
     help="source: [data] online_source clips (builtin: exact flow); datasets: [data] datasets.",
 )
-@click.option("--iterations", type=click.IntRange(min=1), default=None,
-              help="Iterations (default: [optim]'s).")  # fmt: skip
-@device_option(None)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="SECTION.KEY=VALUE",
-    help="Override a config entry (TOML value), repeatable.",
+@config_options(
+    "Iterations (default: [optim]'s).", "Override a config entry (TOML value), repeatable."
 )
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or status lines.")
+@progress_options()
 def pretrain_flow_command(
-    config_path: str,
-    out: str,
-    mode: str,
-    clips: str,
-    iterations: int | None,
-    device: str | None,
-    overrides: tuple[str, ...],
-    resume: bool,
-    progress: bool,
-    quiet: bool,
+    config_path, out, mode, clips, iterations, device, overrides, resume, progress, quiet
 ) -> None:
     """Pretrain the flow network of MF-AlignNet on clean clips (supervised and/or photometric).
 
     Writes OUT/flow.safetensors; point a training config's [run] flow_init at it.
     """
     given = {"optim.iterations": iterations, "run.device": device}
-    config = TrainConfig.load(config_path, command_overrides(overrides, given))
+    config = TrainConfig.load(config_path, overrides, given)
     final = pretrain_flow(
         config, out, mode=mode, clips=clips, resume=resume, progress=progress and not quiet
     )

@@ -1,15 +1,6 @@
-"""``rainsynth derain``: remove rain from a video file or a folder of frames, streaming.
-
-Frames are read, derained and written one at a time, carrying the network's recurrent state
-(VideoDerainer.step), so memory does not grow with the length of the video. Each frame is
-padded to a multiple of ``model.size_multiple`` (InputPadder, replicate) and cropped back.
-Frames larger than ``tile`` pixels on a side (default 1024: the paper's 832x512 frames stay
-whole; at most MAX_TILE) are cut into overlapping tiles; each tile position
-keeps its own recurrent state across frames, and the tiles are blended with weights that fall
-off linearly over the overlap, so no seam shows. Every tile reads the whole frame's context
-and its own rows' positions in the whole frame (derain.context), so all tiles of a frame see the
-same veil.
-"""
+"""``rainsynth derain``: remove rain from a video file or a folder of frames, streaming one
+frame at a time with the network's recurrent state (FrameDerainer), so memory does not grow
+with the length of the video."""
 
 from __future__ import annotations
 
@@ -27,7 +18,7 @@ from derain.checkpoint import atomic_write, load_model, resolve_weights
 from derain.context import frame_context, row_positions
 from derain.model import VideoDerainer
 from derain.padding import InputPadder
-from derain.runtime import autocast, device_option, pick_device
+from derain.runtime import WEIGHTS_OPTION, autocast, device_option, pick_device, progress_options
 from rainsynth.cli import Command
 from rainsynth.composite import to_uint8
 from rainsynth.errors import RainsynthError, SourceError
@@ -54,10 +45,7 @@ def check_tiling(tile: int, overlap: int) -> None:
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of ``tile`` px covering ``length`` px with >= ``overlap`` overlap."""
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile, tile - overlap))
-    return starts + [length - tile]
+    return [0] if length <= tile else [*range(0, length - tile, tile - overlap), length - tile]
 
 
 def blend_ramp(length: int, overlap: int) -> np.ndarray:
@@ -68,11 +56,16 @@ def blend_ramp(length: int, overlap: int) -> np.ndarray:
 
 
 class FrameDerainer:
-    """Derain a video one frame at a time (recurrent state kept per tile).
+    """Derain a video one frame at a time (VideoDerainer.step), keeping the recurrent state.
 
-    model: a VideoDerainer; device; tile: largest tile side in px (0 = never tile);
-    overlap: overlap between neighbouring tiles in px; amp: bf16 autocast on CUDA.
-    Call :meth:`reset` between videos.
+    Each frame is padded to a multiple of ``model.size_multiple`` (InputPadder, replicate) and
+    cropped back. Frames larger than ``tile`` px on a side (0 = never tile; the default 1024
+    keeps the paper's 832x512 frames whole) are cut into tiles overlapping by ``overlap`` px;
+    each tile position keeps its own state across frames, and the tiles are blended with
+    weights that fall off linearly over the overlap, so no seam shows. Every tile reads the
+    whole frame's context and its own rows' positions in the whole frame (derain.context), so
+    all tiles of a frame see the same veil. amp: bf16 autocast on CUDA. Call :meth:`reset`
+    between videos.
     """
 
     def __init__(
@@ -84,19 +77,14 @@ class FrameDerainer:
         amp: bool = True,
     ):
         check_tiling(tile, overlap)
-        self.model, self.device, self.tile, self.overlap, self.amp = (
-            model,
-            device,
-            tile,
-            overlap,
-            amp,
-        )
-        self.states: dict[tuple[int, int], object] = {}
-        self.shape: tuple[int, int] | None = None
+        self.model, self.device, self.amp = model, device, amp
+        self.tile, self.overlap = tile, overlap
+        self.reset()
 
     def reset(self) -> None:
         """Forget the recurrent state: the next frame starts a new video."""
-        self.states, self.shape = {}, None
+        self.states: dict[tuple[int, int], object] = {}
+        self.shape: tuple[int, int] | None = None
 
     @torch.inference_mode()
     def __call__(self, frame: np.ndarray) -> np.ndarray:
@@ -115,18 +103,18 @@ class FrameDerainer:
         context = frame_context(image)  # the whole frame's, shared by its tiles
         if len(ys) == len(xs) == 1:
             out = self._tile(image, (0, 0), context)
-            return out.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
-        ramp_y = torch.from_numpy(blend_ramp(th, self.overlap)).to(self.device)
-        ramp_x = torch.from_numpy(blend_ramp(tw, self.overlap)).to(self.device)
-        weight = ramp_y[:, None] * ramp_x[None, :]
-        total = torch.zeros(1, 3, h, w, device=self.device)
-        norm = torch.zeros(1, 1, h, w, device=self.device)
-        for y in ys:
-            for x in xs:
-                crop = image[..., y : y + th, x : x + tw]
-                total[..., y : y + th, x : x + tw] += self._tile(crop, (y, x), context) * weight
-                norm[..., y : y + th, x : x + tw] += weight
-        return (total / norm).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
+        else:
+            ramp_y, ramp_x = (torch.from_numpy(blend_ramp(n, self.overlap)) for n in (th, tw))
+            weight = (ramp_y[:, None] * ramp_x[None, :]).to(self.device)
+            total = torch.zeros(1, 3, h, w, device=self.device)
+            norm = torch.zeros(1, 1, h, w, device=self.device)
+            for y in ys:
+                for x in xs:
+                    crop = image[..., y : y + th, x : x + tw]
+                    total[..., y : y + th, x : x + tw] += self._tile(crop, (y, x), context) * weight
+                    norm[..., y : y + th, x : x + tw] += weight
+            out = total / norm
+        return out.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
 
     def stream(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Derain one video's frames in order, from a fresh state: each output as __call__'s.
@@ -146,30 +134,22 @@ class FrameDerainer:
     def _tile(
         self, image: torch.Tensor, key: tuple[int, int], context: torch.Tensor
     ) -> torch.Tensor:
-        """One tile (1,3,h,w) of a frame with context (1,3,64,64) (derain.context) -> its clean
-        estimate (1,3,h,w) float32, advancing its state."""
+        """One tile (1,3,h,w) at frame position ``key`` (top, left), with the frame's context
+        (1,3,64,64) -> its clean estimate (1,3,h,w) float32, advancing its state."""
         padder = InputPadder(image.shape, multiple=self.model.size_multiple)
         padded = padder.pad(image)
-        rows = self._rows(key[0], padder.pads[2], padded.shape[-2])
-        state = self.states.get(key)
-        if state is None:
-            state = self.model.init_state(padded)
+        rows = padded.shape[-2]  # their positions in the whole frame, (1,1,rows,1)
+        positions = row_positions(key[0] - padder.pads[2], rows, self.shape[0])
+        positions = positions.to(self.device).view(1, 1, rows, 1)
+        state = self.states[key] if key in self.states else self.model.init_state(padded)
         with autocast(self.device, self.amp):
-            out, self.states[key] = self.model.step(padded, state, context, rows)
+            out, self.states[key] = self.model.step(padded, state, context, positions)
         return padder.unpad(out["B"].float())
-
-    def _rows(self, top: int, pad_top: int, rows: int) -> torch.Tensor:
-        """Positions (1,1,rows,1) in the whole frame of the rows of a tile whose first row is
-        frame row ``top``, padded by ``pad_top`` rows above."""
-        positions = row_positions(top - pad_top, rows, self.shape[0])
-        return positions.to(self.device).view(1, 1, rows, 1)
 
 
 def list_frames(folder: Path) -> list[Path]:
-    """Image files of a folder in natural order (frame2 before frame10).
-
-    SourceError when there are none, or when two share a name but for the extension (their
-    outputs, <name>.png, would be one file)."""
+    """Image files of a folder in natural order (frame2 before frame10); SourceError when there
+    are none, or when two share a name but for the extension (their outputs would be one)."""
     files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
     if not files:
         raise SourceError(f"{folder} holds no image frames ({', '.join(IMAGE_EXTENSIONS)})")
@@ -204,38 +184,27 @@ def read_video(path: Path) -> tuple[dict, Iterator[np.ndarray]]:
     return meta, frames()
 
 
-def _count_video_frames(path: Path) -> int | None:
-    try:
-        return imageio_ffmpeg.count_frames_and_secs(str(path))[0]
-    except (RuntimeError, OSError):
-        return None
-
-
 def derain_video(
     source: Path, target: Path, derainer: FrameDerainer, progress: bool = True, quality: int = 8
 ) -> int:
-    """Derain a video file into another (same fps; H.264 for .mp4); returns the frame count.
-
-    The output is written to a temporary file beside ``target`` and renamed when complete.
-    """
+    """Derain a video file into another (same fps; H.264 for .mp4), written atomically;
+    returns the frame count."""
     meta, frames = read_video(source)
-    width, height = meta["size"]
-    even = width % 2 == 0 and height % 2 == 0
+    size = width, height = meta["size"]
+    pixels = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+    try:
+        total = imageio_ffmpeg.count_frames_and_secs(str(source))[0]
+    except (RuntimeError, OSError):
+        total = None
     count = 0
 
     def write(temp: str) -> None:
         nonlocal count
         writer = imageio_ffmpeg.write_frames(
-            temp,
-            (width, height),
-            fps=meta["fps"],
-            quality=quality,
-            macro_block_size=1,
-            pix_fmt_out="yuv420p" if even else "yuv444p",
+            temp, size, fps=meta["fps"], quality=quality, macro_block_size=1, pix_fmt_out=pixels
         )
         try:
             writer.send(None)
-            total = _count_video_frames(source)
             outputs = derainer.stream(frames)
             for output in tqdm(outputs, total=total, disable=not progress, unit="frame"):
                 writer.send(to_uint8(output).tobytes())
@@ -266,11 +235,8 @@ def _same_size_images(files: list[Path]) -> Iterator[np.ndarray]:
 def derain_folder(
     source: Path, target: Path, derainer: FrameDerainer, progress: bool = True
 ) -> int:
-    """Derain a folder of frames into a new folder of PNGs with the same names; returns the count.
-
-    Frames go to a temporary folder beside ``target``, renamed when all are written. All
-    frames must have one size (SourceError naming the first that differs).
-    """
+    """Derain a folder of frames, all of one size, into a new folder of PNGs with the same
+    names, written atomically; returns the count."""
     files = list_frames(source)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise SourceError(
@@ -308,12 +274,7 @@ Examples:
     help="Output video file (for a video INPUT) or new folder of PNGs (for a folder INPUT); "
     "never INPUT itself.",
 )
-@click.option(
-    "--weights",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="Network weights (.safetensors); default: the bundled model.",
-)
+@WEIGHTS_OPTION
 @device_option("auto", "")
 @click.option(
     "--tile",
@@ -330,18 +291,8 @@ Examples:
     show_default=True,
     help="Overlap of neighbouring tiles, px (less than half of --tile).",
 )
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or status lines.")
-def derain_command(
-    input_path: Path,
-    output: Path,
-    weights: str | None,
-    device: str,
-    tile: int,
-    tile_overlap: int,
-    progress: bool,
-    quiet: bool,
-) -> None:
+@progress_options()
+def derain_command(input_path, output, weights, device, tile, tile_overlap, progress, quiet):
     """Remove rain from INPUT, a video file or a folder of frames, into OUTPUT (the same kind).
 
     Streams frame by frame with the network's recurrent state: memory stays constant whatever
@@ -349,12 +300,12 @@ def derain_command(
     """
     check_tiling(tile, tile_overlap)
     check_output(output, input_path, what="OUTPUT")
-    if input_path.is_dir():
-        if output.suffix.lower() in VIDEO_EXTENSIONS:
-            raise click.BadParameter(
-                f"INPUT is a folder of frames, so OUTPUT must be a folder, got {output}"
-            )
-    elif output.suffix.lower() not in VIDEO_EXTENSIONS or output.is_dir():
+    folder, video = input_path.is_dir(), output.suffix.lower() in VIDEO_EXTENSIONS
+    if folder and video:
+        raise click.BadParameter(
+            f"INPUT is a folder of frames, so OUTPUT must be a folder, got {output}"
+        )
+    if not folder and (not video or output.is_dir()):
         raise click.BadParameter(
             f"INPUT is a video, so OUTPUT must be a video file ({', '.join(VIDEO_EXTENSIONS)}), got {output}"
         )
@@ -362,10 +313,7 @@ def derain_command(
     model, _ = load_model(resolve_weights(weights), torch_device)
     derainer = FrameDerainer(model, torch_device, tile, tile_overlap)
     output.parent.mkdir(parents=True, exist_ok=True)
-    progress = progress and not quiet
-    if input_path.is_dir():
-        count = derain_folder(input_path, output, derainer, progress)
-    else:
-        count = derain_video(input_path, output, derainer, progress)
+    derain = derain_folder if folder else derain_video
+    count = derain(input_path, output, derainer, progress and not quiet)
     if not quiet:
         click.echo(f"wrote {count} frames to {output}")

@@ -1,27 +1,19 @@
 """Keyed order: which clip, window, crop, flips and reversal each training sample gets.
 
-The sample at global position p = iteration * global_batch + rank * batch + k is
-clip ``perm(seed, epoch)[p % n]`` with epoch = p // n. Every draw comes from its own stream
-``numpy.random.default_rng([seed, key, zlib.crc32(tag)])``: the window start from key p, tag
-"window"; the crop corner (y0, then x0) and the flips (horizontal, then vertical) from key p, tag
-"augment"; the temporal reversal from key = iteration, tag "reverse". Nothing depends on an
-iterator's state, so a run resumed at iteration i sees exactly the batches it would have seen, and
-DDP ranks split each global batch without overlap (a DistributedSampler with keyed order).
-:class:`KeyedBatchSampler` yields the keys.
+The sample at global position p = iteration * global_batch + rank * batch + k is clip
+``perm(seed, epoch)[p % n]`` with epoch = p // n. Every draw comes from its own :func:`stream`:
+the window start from key p, "window"; the crop corner (y0, then x0) and the flips (horizontal,
+then vertical) from key p, "augment"; the temporal reversal from key = iteration, "reverse".
+Nothing depends on an iterator's state, so a run resumed at iteration i sees exactly the
+batches it would have seen, and DDP ranks split each global batch without overlap.
 
-Augmentations and the flow (project convention: backward flow, frame_t(x, y) ~=
-frame_{t-1}(x + dx, y + dy)):
-- crop: the same window in every frame and layer; flow is cropped alike (values unchanged);
-  "rain_context" is taken from the whole frames first and only flipped and reversed; "rows" are
-  the crop's rows in the frame as flipped.
-- horizontal flip: x -> W-1-x in every frame; the flow is flipped alike and dx negated.
-- vertical flip: y -> H-1-y; flow flipped alike and dy negated (off by default: rain falls down).
-- temporal reversal: frames in reverse order. The backward flow of the reversed clip is the
-  forward flow of the original, which datasets do not store, so a reversed sample has no
-  "flow". Reversal is drawn once per iteration (keyed by (seed, iteration)), so a batch is
-  either all forward, with flow, or all reversed, without. When only some samples of a batch
-  have flow (datasets that mix clips with and without it), :func:`derain.data.collate` fills the others
-  with zeros and marks which are real in "flow_valid" (N,) bool.
+Augmentations and the flow (backward flow: frame_t(x, y) ~= frame_{t-1}(x + dx, y + dy)): the
+crop is the same window in every frame, layer and flow; "rain_context" is taken from the whole
+frames first and only flipped and reversed; "rows" are the crop's rows in the frame as flipped.
+A flip mirrors the flow alike and negates dx (horizontal) or dy (vertical; off by default: rain
+falls down). The backward flow of a reversed clip is the forward flow of the original, which
+datasets do not store, so a reversed sample has no "flow"; reversal is drawn once per
+iteration, so a batch is either all forward, with flow, or all reversed, without.
 """
 
 from __future__ import annotations
@@ -49,37 +41,19 @@ class SampleKey(NamedTuple):
     iteration: int  # training iteration: keys the temporal reversal
 
 
-def tag(name: str) -> int:
-    return zlib.crc32(name.encode("utf-8"))
-
-
-def stream(seed: int, key: int, name: str) -> np.random.Generator:
-    """The random stream of one draw (see the module docstring)."""
-    return np.random.default_rng([seed, key, tag(name)])
-
-
-def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
-    """The clip order of one epoch: a permutation of range(n) keyed by (seed, epoch)."""
-    return stream(seed, epoch, "order").permutation(n)
+def stream(seed: int, *keys: int | str) -> np.random.Generator:
+    """The random stream of one draw: ``numpy.random.default_rng([seed, *keys])``, the last key
+    a name, as zlib.crc32 of its UTF-8 bytes."""
+    *keys, name = keys
+    return np.random.default_rng([seed, *keys, zlib.crc32(name.encode("utf-8"))])
 
 
 class KeyedBatchSampler(Sampler[list[SampleKey]]):
-    """Batches of SampleKeys for iterations ``start`` .. ``stop - 1`` of one rank.
+    """Batches of SampleKeys for iterations ``start`` .. ``stop - 1`` of one rank: n clips in
+    the dataset (its ``num_clips``), ``batch_size`` of them per rank; rank / world: DDP rank and
+    world size."""
 
-    n: clips in the dataset (its ``num_clips``); batch_size: per rank; rank / world: DDP rank and
-    world size.
-    """
-
-    def __init__(
-        self,
-        n: int,
-        batch_size: int,
-        seed: int,
-        start: int,
-        stop: int,
-        rank: int = 0,
-        world: int = 1,
-    ):
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, stop: int, rank=0, world=1):
         if n < 1:
             raise ValueError("KeyedBatchSampler needs at least one clip")
         self.n, self.batch_size, self.seed = n, batch_size, seed
@@ -96,7 +70,7 @@ class KeyedBatchSampler(Sampler[list[SampleKey]]):
         for position in range(first, first + self.batch_size):
             epoch = position // self.n
             if epoch not in self._orders:
-                self._orders = {epoch: epoch_order(self.seed, epoch, self.n)}
+                self._orders = {epoch: stream(self.seed, epoch, "order").permutation(self.n)}
             index = int(self._orders[epoch][position % self.n])
             out.append(SampleKey(index, epoch, position, iteration))
         return out
@@ -125,10 +99,7 @@ Arrays = tuple[dict[str, np.ndarray], np.ndarray | None]
 
 class KeyedClips(Dataset):
     """Base of the datasets: subclasses load a clip window (``load``), this cuts and augments it.
-
-    frames: T; crop: (H, W), or None for the whole frame; augment: flips, reversal and extras
-    (None: none); seed: keys every draw (module docstring).
-    """
+    frames: T; crop: (H, W), or None for the whole frame; augment: None for none."""
 
     def __init__(
         self, frames: int, crop: tuple[int, int] | None, augment: Augment | None, seed: int
@@ -158,7 +129,13 @@ class KeyedClips(Dataset):
         arrays, flow = loaded
         rng = stream(self.seed, position, "augment")
         arrays, flow = augment_clip(arrays, flow, self.crop, self.augment, rng, reverse)
-        return to_tensors(arrays, flow)
+        sample = {  # (T,H,W,C) -> (T,C,H,W) float32; flow (T-1,H,W,2) -> (T-1,2,H,W)
+            name: torch.from_numpy(np.ascontiguousarray(value.transpose(0, 3, 1, 2), np.float32))
+            for name, value in arrays.items()
+        }
+        if flow is not None:
+            sample["flow"] = torch.from_numpy(np.ascontiguousarray(flow.transpose(0, 3, 1, 2)))
+        return sample
 
 
 def augment_clip(
@@ -170,10 +147,7 @@ def augment_clip(
     reverse: bool,
 ) -> Arrays:
     """Crop and flips (drawn from ``rng``: y0, x0, hflip, vflip), then reversal when
-    ``reverse``; see the module docstring.
-
-    arrays, flow: a loaded window (:data:`Arrays`); crop: (H, W), None for the whole frame.
-    """
+    ``reverse``, of a loaded window (:data:`Arrays`); crop: (H, W), None for the whole frame."""
     t, h, w = arrays["clean"].shape[:3]
     ch, cw = crop or (h, w)
     if ch > h or cw > w:
@@ -203,14 +177,3 @@ def augment_clip(
         if vflip:
             flow = flow[:, ::-1] * np.array([1.0, -1.0], np.float32)
     return out, None if reverse else flow
-
-
-def to_tensors(arrays: dict[str, np.ndarray], flow: np.ndarray | None) -> dict[str, torch.Tensor]:
-    """(T,H,W,C) numpy -> (T,C,H,W) float32 tensors; flow (T-1,H,W,2) -> (T-1,2,H,W)."""
-    sample = {
-        name: torch.from_numpy(np.ascontiguousarray(value.transpose(0, 3, 1, 2), np.float32))
-        for name, value in arrays.items()
-    }
-    if flow is not None:
-        sample["flow"] = torch.from_numpy(np.ascontiguousarray(flow.transpose(0, 3, 1, 2)))
-    return sample

@@ -1,4 +1,5 @@
-"""Where the network runs: the device, bf16 autocast, the torchrun process group, denormals."""
+"""Where the network runs (the device, bf16 autocast, the torchrun process group), and the
+command-line options that the network's commands share."""
 
 from __future__ import annotations
 
@@ -63,20 +64,48 @@ def device_option(default: str | None, help: str = "Overrides [run] device."):
     )
 
 
+def options(*decorators):
+    """One decorator applying ``decorators`` in the order a command lists its options."""
+
+    def decorate(command):
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return decorate
+
+
+def progress_options(quiet: str = "No progress bar or status lines."):
+    """--progress/--no-progress and -q/--quiet (``quiet``: its help)."""
+    return options(
+        click.option("--progress/--no-progress", default=True, help="Show a progress bar."),
+        click.option("-q", "--quiet", is_flag=True, help=quiet),
+    )
+
+
+WEIGHTS_OPTION = click.option(
+    "--weights",
+    type=click.Path(dir_okay=False),
+    help="Network weights (.safetensors); default: the bundled model.",
+)
+
+
+def config_options(iterations: str, overrides: str):
+    """--iterations, --device and --set of the training commands (their helps)."""
+    return options(
+        click.option("--iterations", type=click.IntRange(min=1), default=None, help=iterations),
+        device_option(None),
+        click.option(
+            "--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help=overrides
+        ),
+    )
+
+
 def autocast(device: torch.device, enabled: bool = True):
     """bf16 autocast on CUDA (when enabled); a no-op context on CPU."""
     if device.type == "cuda" and enabled:
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
-
-
-def flush_denormals() -> None:
-    """Flush float32 values below the normal range (1.2e-38) to zero, for the whole process.
-
-    Gradients that decay that far are worthless but make the CPU's convolution kernels many
-    times slower: one ablation went from 0.7 to 3.3 s/iteration without it.
-    """
-    torch.set_flush_denormal(True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,10 +1,5 @@
-"""A config section: a frozen dataclass checked when built, to and from plain dicts.
-
-Every section of a training config is one (derain.config: [model] ModelConfig, [loss]
-LossConfig, [data], [optim], [run]). Its name is the class name without "Config", lower case.
-A bad key or value raises ConfigError naming the section, the key, what is allowed and the
-value: ``[data] frames must be an integer >= 2, got 1``.
-"""
+"""A config section (derain.config): a frozen dataclass checked when built, to and from plain
+dicts. Its name is the class name without "Config", lower case: ModelConfig -> [model]."""
 
 from __future__ import annotations
 
@@ -25,7 +20,6 @@ class Section:
 
     @classmethod
     def section(cls) -> str:
-        """The section's name in a config file: ModelConfig -> "model"."""
         return cls.__name__.removesuffix("Config").lower()
 
     @classmethod
@@ -33,6 +27,12 @@ class Section:
         """ConfigError unless ``ok``: "[section] key must be allowed, got value"."""
         if not ok:
             raise ConfigError(f"[{cls.section()}] {key} must be {allowed}, got {plain(value)!r}")
+
+    def at_least(self, allowed: str = "an integer >= {}", **minimums: int) -> None:
+        """:meth:`check` each field named against its minimum, in order."""
+        for key, minimum in minimums.items():
+            value = getattr(self, key)
+            self.check(value >= minimum, key, allowed.format(minimum), value)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON/TOML-able values (tuples as lists)."""
@@ -62,38 +62,25 @@ def plain(value: Any) -> Any:
 
 
 def _default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
-    return None
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+_KINDS = ((bool, "true or false"), (int, "an integer"), (float, "a number"), (str, "a string"))
 
 
 def _coerce(value: Any, reference: Any, where: str) -> Any:
     """Match ``value`` to the type of ``reference`` (the field's default): ConfigError naming
     ``where`` when it cannot; ints become floats where a float is expected, lists tuples."""
-    if reference is None:
-        return value
-    if isinstance(reference, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if isinstance(reference, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        return value
-    if isinstance(reference, float):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if isinstance(reference, str):
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
-        return value
     if isinstance(reference, tuple):
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where} must be a list, got {value!r}")
-        if reference:
-            return tuple(_coerce(v, reference[0], where) for v in value)
-        return tuple(value)
+        return tuple(_coerce(v, reference[0], where) for v in value) if reference else tuple(value)
+    for kind, allowed in _KINDS:
+        if isinstance(reference, kind):
+            ok = isinstance(value, int | float if kind is float else kind)
+            if not ok or (kind is not bool and isinstance(value, bool)):
+                raise ConfigError(f"{where} must be {allowed}, got {value!r}")
+            return float(value) if kind is float else value
     return value

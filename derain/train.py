@@ -1,15 +1,9 @@
 """``rainsynth train``: the deraining network's recipe for the training loop (derain.loop).
 
-The network is ``build_model(config.model)`` (its flow net from ``[run] flow_init`` when set),
-the data derain.data.training_dataset of ``[data]``, the loss derain_loss with ``[loss]``'s
-weights over the network's outputs for each clip (VideoDerainer.forward). Every
-``eval_every`` iterations the model is scored on ``[data] eval_dataset`` (eval.csv). The run
-folder is derain.loop's; ``--resume`` continues from its newest checkpoint, bit-exactly.
-
-Multi-GPU / multi-process: ``torchrun --nproc_per_node=K -m derain.train --config FILE``
-(or ``torchrun ... $(which rainsynth) train --config FILE``). RANK, LOCAL_RANK and WORLD_SIZE
-come from the environment; the backend is NCCL on CUDA and gloo on CPU; each rank takes its own
-slice of every keyed global batch of K * batch_size clips.
+Multi-GPU / multi-process: ``torchrun --nproc_per_node=K -m derain.train --config FILE`` (or
+``torchrun ... $(which rainsynth) train --config FILE``). RANK, LOCAL_RANK and WORLD_SIZE come
+from the environment; the backend is NCCL on CUDA and gloo on CPU; each rank takes its own slice
+of every keyed global batch of K * batch_size clips.
 """
 
 from __future__ import annotations
@@ -28,27 +22,15 @@ from derain.checkpoint import (
     model_config_of,
     read_weights,
 )
-from derain.config import ConfigError, TrainConfig, command_overrides
+from derain.config import ConfigError, TrainConfig
 from derain.data import KeyedClips, PairedClips, training_dataset
 from derain.evaluate import score_dataset
+from derain.inference import FrameDerainer
 from derain.loop import Recipe, run_training
 from derain.losses import derain_loss
 from derain.model import VideoDerainer, build_model
-from derain.runtime import Distributed, device_option
+from derain.runtime import Distributed, config_options, progress_options
 from rainsynth.cli import Command
-
-
-def check_layers(dataset: KeyedClips, config: TrainConfig) -> None:
-    """ConfigError when a loss that needs the rain layers (L_Var, L_Streak-Free) meets clips
-    without them (paired folders)."""
-    if not isinstance(dataset, PairedClips) or not (config.loss.var or config.loss.streak_free):
-        return
-    bare = next((c for c in dataset.clips if not c.has_layers), None)
-    if bare is not None:
-        raise ConfigError(
-            f"[data] datasets: {bare.path} has no rain layers (a paired folder), which "
-            "loss.var and loss.streak_free need; set both to 0 to train on it"
-        )
 
 
 def load_flow_init(model: VideoDerainer, path: str | Path) -> None:
@@ -63,7 +45,8 @@ def load_flow_init(model: VideoDerainer, path: str | Path) -> None:
 
 
 class DerainRecipe(Recipe):
-    """The whole network on rain/clean clips with derain_loss."""
+    """The whole network (its flow net from ``[run] flow_init`` when set) on the rain/clean clips
+    of ``[data]``, with derain_loss weighted by ``[loss]``."""
 
     def __init__(self, config: TrainConfig):
         terms = ["total", *(k for k, v in config.loss.to_dict().items() if v)]
@@ -76,11 +59,19 @@ class DerainRecipe(Recipe):
         return self.net
 
     def dataset(self) -> KeyedClips:
-        model = self.config.model
+        """ConfigError when a loss that needs the rain layers (L_Var, L_Streak-Free) meets clips
+        without them (paired folders)."""
+        model, loss = self.config.model, self.config.loss
         data = training_dataset(
             self.config.data, self.config.run.seed, model.frame_context, model.row_position
         )
-        check_layers(data, self.config)
+        if isinstance(data, PairedClips) and (loss.var or loss.streak_free):
+            bare = next((c for c in data.clips if not c.has_layers), None)
+            if bare is not None:
+                raise ConfigError(
+                    f"[data] datasets: {bare.path} has no rain layers (a paired folder), which "
+                    "loss.var and loss.streak_free need; set both to 0 to train on it"
+                )
         return data
 
     def loss(self, model, batch):
@@ -88,8 +79,8 @@ class DerainRecipe(Recipe):
         return derain_loss(outputs, batch, self.config.loss, model=self.net)
 
     def evaluate(self, net: torch.nn.Module, done: int, device: torch.device) -> str | None:
-        """Mean Y PSNR/SSIM on eval_clips held-out clips (spread over presets), every
-        eval_every iterations; appended to eval.csv."""
+        """Mean Y PSNR/SSIM on ``[data] eval_clips`` clips of ``eval_dataset`` (spread over its
+        presets) every ``[run] eval_every`` iterations; appended to eval.csv."""
         data, run = self.config.data, self.config.run
         if not (run.eval_every and data.eval_dataset and done % run.eval_every == 0):
             return None
@@ -97,8 +88,7 @@ class DerainRecipe(Recipe):
             data.eval_dataset,
             split=data.eval_split,
             method="model",
-            model=net,
-            device=device,
+            derainer=FrameDerainer(net.eval(), device),
             max_clips=data.eval_clips,
             consistency=False,
             progress=False,
@@ -149,32 +139,15 @@ Examples:
 @click.option(
     "-o",
     "--out",
-    default=None,
     type=click.Path(),
     help="Run folder, new or empty unless --resume (overrides [run] out).",
 )
-@click.option("--iterations", type=click.IntRange(min=1), default=None,
-              help="Total iterations (overrides [optim]).")  # fmt: skip
-@device_option(None)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="SECTION.KEY=VALUE",
-    help="Override any config entry, TOML syntax (repeatable), e.g. --set optim.lr=1e-4.",
+@config_options(
+    "Total iterations (overrides [optim]).",
+    "Override any config entry, TOML syntax (repeatable), e.g. --set optim.lr=1e-4.",
 )
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or status lines.")
-def train_command(
-    config_path: str,
-    resume: bool,
-    out: str | None,
-    iterations: int | None,
-    device: str | None,
-    overrides: tuple[str, ...],
-    progress: bool,
-    quiet: bool,
-) -> None:
+@progress_options()
+def train_command(config_path, resume, out, iterations, device, overrides, progress, quiet) -> None:
     """Train the deraining network from a TOML config.
 
     Uses CUDA when present (bf16 autocast), else the CPU. Writes checkpoints every
@@ -182,7 +155,7 @@ def train_command(
     which `rainsynth test --weights` and `rainsynth derain --weights` take.
     """
     given = {"run.out": out, "optim.iterations": iterations, "run.device": device}
-    config = TrainConfig.load(config_path, command_overrides(overrides, given))
+    config = TrainConfig.load(config_path, overrides, given)
     final = train(config, resume=resume, progress=progress and not quiet)
     if Distributed.from_env().main and not quiet:
         click.echo(f"wrote {final}")

@@ -223,9 +223,15 @@ def test_clean_only_and_flow_only_clips_for_flow_pretraining(dataset):
 
 
 def test_online_rain_is_deterministic_and_new_every_epoch():
-    clips = OnlineRainClips(
-        "builtin", 3, (48, 64), 2, (32, 32), None, 0, presets=("heavy",), synthetic_only=True
+    data = DataConfig(
+        frames=3,
+        crop=(32, 32),
+        online=True,
+        online_size=(48, 64),
+        online_clips=2,
+        online_presets=("heavy",),
     )
+    clips = OnlineRainClips(data, 0, None, synthetic_only=True)
     assert len(clips) == clips.num_clips == 2
     a = clips[SampleKey(0, 0, 0, 0)]
     b = clips[SampleKey(0, 0, 0, 0)]
