@@ -209,7 +209,8 @@ def write_page(out: Path, manifest: dict, params: list[dict], *, histograms: str
 
 def page_data(manifest: dict, params: list[dict], *, histograms: str | None) -> dict:
     """What the page's script reads: the dataset header, the parameter names, each preset's
-    ranges and one row per clip (COLUMNS)."""
+    ranges (None for a field it does not sample: a physical preset samples a rain rate and a
+    camera, not the pixel fields) and one row per clip (COLUMNS)."""
     fields = parameter_table()
     clips = []
     for record, values in zip(manifest["clips"], params, strict=True):
@@ -234,7 +235,9 @@ def page_data(manifest: dict, params: list[dict], *, histograms: str | None) -> 
         "presets": {
             name: {
                 "description": preset["description"],
-                "ranges": [preset["ranges"][section][key] for section, key, *_ in fields],
+                "ranges": [
+                    preset["ranges"].get(section, {}).get(key) for section, key, *_ in fields
+                ],
             }
             for name, preset in manifest["presets"].items()
         },

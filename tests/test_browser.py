@@ -31,7 +31,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    """A small build: light and a preset whose name and description hold HTML."""
+    """A small build: light, a physical preset and a preset whose name and description hold
+    HTML."""
     scratch = tmp_path_factory.mktemp("browser")
     light = (Path(dataset.__file__).parent / "presets" / "light.toml").read_text()
     evil = scratch / f"{EVIL_NAME}.toml"
@@ -39,7 +40,7 @@ def built(tmp_path_factory) -> Path:
         re.sub(r"(?m)^description = .*$", f"description = {json.dumps(EVIL_DESCRIPTION)}", light)
     )
     options = BuildOptions(
-        count=2, split="3/2", frames=4, size=(48, 80), seed=1, presets=("light", str(evil))
+        count=2, split="3/2", frames=4, size=(48, 80), seed=1, presets=("light", str(evil), "drizzle")
     )
     build(options, scratch / "data", workers=1, progress=False, echo=lambda _: None)
     return scratch / "data"
@@ -66,7 +67,7 @@ def hashes(folder: Path) -> dict[str, str]:
 
 def test_every_clip_has_a_sprite_and_a_thumbnail(built):
     records = manifest(built)["clips"]
-    assert {record["preset"] for record in records} == {"light", EVIL_NAME}
+    assert {record["preset"] for record in records} == {"light", EVIL_NAME, "drizzle"}
     assert {record["split"] for record in records} == {"train", "test"}
     assert any(r["flow"] for r in records) and not all(r["flow"] for r in records)
     expected = {f"{r['clip']}.jpg" for r in records} | {f"{r['clip']}-thumb.jpg" for r in records}
@@ -100,6 +101,9 @@ def test_page_data_matches_the_manifest_and_params(built):
         params = json.loads((folder / dataset.PARAMS_FILE).read_text())
         assert clip["values"] == [params[s][k] for s, k, *_ in parameter_table()]
     assert data["presets"][EVIL_NAME]["description"] == EVIL_DESCRIPTION
+    # a physical preset samples a rain rate and a camera: no range for the pixel fields
+    assert data["presets"]["drizzle"]["ranges"] == [None] * len(data["fields"])
+    assert all(r is not None for r in data["presets"]["light"]["ranges"])
     assert data["histograms"] == "parameters.png"
 
 
