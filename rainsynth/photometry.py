@@ -50,10 +50,11 @@ def environment(clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     low_h, low_w = -(-height // LOW), -(-width // LOW)
     step = max(1, LOW // 4)  # point samples 4 per low-res pixel and side; the blur does the rest
     y0, x0 = min(step // 2, height - 1), min(step // 2, width - 1)
-    samples = linear(clean[:, y0::step, x0::step])
+    samples = clean[:, y0::step, x0::step]
+    # linear() is monotonic, so the percentile of the display values gives the linear one
+    sky = linear(_percentile_90(samples[:, : max(1, samples.shape[1] // 2)]))
+    samples = linear(samples)
     out = np.empty((num_frames, low_h, low_w, 3), np.float32)
-    upper = samples[:, : max(1, samples.shape[1] // 2)].reshape(num_frames, -1, 3)
-    sky = _percentile_90(upper)
     for t in range(num_frames):
         low = cv2.resize(samples[t], (low_w, low_h), interpolation=cv2.INTER_AREA)
         near = cv2.GaussianBlur(low, (0, 0), max(low_h / LOW, 0.5), borderType=cv2.BORDER_REFLECT)
@@ -64,12 +65,36 @@ def environment(clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _percentile_90(values: np.ndarray) -> np.ndarray:
-    """Per frame and channel the 90th percentile of values (T, n, 3), float32 (T, 3): the value
-    of rank floor(0.9 (n - 1)) (numpy's method="lower"), by one partial sort of each
-    contiguous channel (a fifth of np.percentile's time, which sorts along a strided axis)."""
-    rank = int(0.9 * (values.shape[1] - 1))
-    channels = np.ascontiguousarray(values.transpose(0, 2, 1))
+    """Per frame and channel the 90th percentile of values (T, h, w, 3), uint8 or float32, in
+    their dtype (T, 3): the value of rank floor(0.9 (h w - 1)) (numpy's method="lower"). uint8
+    by counting (``_rank_by_counting``); float32 by one partial sort of each contiguous channel
+    (a fifth of np.percentile's time, which sorts along a strided axis)."""
+    num_frames = values.shape[0]
+    rank = int(0.9 * (values.shape[1] * values.shape[2] - 1))
+    if values.dtype == np.uint8:
+        out = np.empty((num_frames, 3), np.uint8)
+        _rank_by_counting(values, rank, out)
+        return out
+    channels = np.ascontiguousarray(values.reshape(num_frames, -1, 3).transpose(0, 2, 1))
     return np.partition(channels, rank, axis=2)[..., rank]
+
+
+@jit
+def _rank_by_counting(values, rank, out):  # pragma: no cover
+    """out[t, c] = the value of rank ``rank`` (from 0, in increasing order) of values[t, ..., c],
+    values (T, h, w, 3) uint8, from a histogram of its 256 levels."""
+    for t in range(values.shape[0]):
+        counts = np.zeros((3, 256), np.int64)
+        for y in range(values.shape[1]):
+            for x in range(values.shape[2]):
+                for c in range(3):
+                    counts[c, values[t, y, x, c]] += 1
+        for c in range(3):
+            seen, level = counts[c, 0], 0
+            while seen <= rank:
+                level += 1
+                seen += counts[c, level]
+            out[t, c] = level
 
 
 def scene_light(sky: np.ndarray) -> np.ndarray:
