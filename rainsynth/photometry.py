@@ -53,7 +53,7 @@ def environment(clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     samples = clean[:, y0::step, x0::step]
     # linear() is monotonic, so the percentile of the display values gives the linear one
     sky = linear(_percentile_90(samples[:, : max(1, samples.shape[1] // 2)]))
-    samples = linear(samples)
+    samples = _linear_samples(samples)
     out = np.empty((num_frames, low_h, low_w, 3), np.float32)
     for t in range(num_frames):
         low = cv2.resize(samples[t], (low_w, low_h), interpolation=cv2.INTER_AREA)
@@ -62,6 +62,26 @@ def environment(clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         around = np.float32(0.25) * (near.reshape(low.shape) + wide.reshape(low.shape))
         out[t] = around + np.float32(0.5 * SKY_GAIN) * sky[t]
     return out, sky.astype(np.float32)
+
+
+def _linear_samples(samples: np.ndarray) -> np.ndarray:
+    """``linear`` of a strided view (T, h, w, 3) of the clip, in one pass (NumPy would copy the
+    view first, which costs more than the rest of ``environment``)."""
+    scale = np.float32(1.0 / 255.0) if samples.dtype == np.uint8 else np.float32(1.0)
+    out = np.empty(samples.shape, np.float32)
+    _square_scaled(samples, scale, out)
+    return out
+
+
+@jit
+def _square_scaled(values, scale, out):  # pragma: no cover
+    """out = (values * scale)^2 in float32, values and out (T, h, w, 3)."""
+    for t in range(values.shape[0]):
+        for y in range(values.shape[1]):
+            for x in range(values.shape[2]):
+                for c in range(3):
+                    value = np.float32(values[t, y, x, c]) * scale
+                    out[t, y, x, c] = value * value
 
 
 def _percentile_90(values: np.ndarray) -> np.ndarray:
