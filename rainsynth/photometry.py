@@ -208,11 +208,21 @@ def _widened(environment: np.ndarray, width: int) -> np.ndarray:
 @jit
 def _widen_rows(rows, x0, x1, wx, out):  # pragma: no cover
     """out[r, x] = _lerp(rows[r, x0[x]], rows[r, x1[x]], wx[x]) for every row r of rows
-    (R, w, 3) and column x of out (R, width, 3): one pass, no temporaries."""
+    (R, w, 3) and column x of out (R, width, 3), x0 non-decreasing and x1 a function of it: the
+    columns between two low-res pixel centres share their two samples, so the loop over them
+    needs no gather and vectorises."""
+    width = out.shape[1]
     for r in range(rows.shape[0]):
-        for x in range(out.shape[1]):
-            for k in range(3):
-                out[r, x, k] = _lerp(rows[r, x0[x], k], rows[r, x1[x], k], wx[x])
+        start = 0
+        while start < width:
+            stop = start + 1
+            while stop < width and x0[stop] == x0[start]:
+                stop += 1
+            a, b = rows[r, x0[start]], rows[r, x1[start]]
+            for x in range(start, stop):
+                for k in range(3):
+                    out[r, x, k] = _lerp(a[k], b[k], wx[x])
+            start = stop
 
 
 @jit
