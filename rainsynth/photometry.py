@@ -167,6 +167,7 @@ def compose_lit(
         _plane(layers["alpha"]),
         layers["M"][:, 0, 0, :],
         _widened(light, out.shape[2]),
+        # contiguous columns: one compiled kernel whatever slice of its array they are
         (drops[0], np.ascontiguousarray(drops[1])),
         (splashes[0], np.ascontiguousarray(splashes[1])),
         layers["S"],
