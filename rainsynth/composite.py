@@ -21,13 +21,13 @@ from numba.extending import overload
 from rainsynth._jit import jit, run_parallel
 from rainsynth.accumulation import DepthProvider, as_depth_provider, atmospheric_light, transmission
 from rainsynth.accumulation_flow import render_accumulation_flow
-from rainsynth.drops import render_drops
+from rainsynth.drops import drop_streaks
 from rainsynth.errors import ParamError
 from rainsynth.lens_drops import render_lens_drops
 from rainsynth.occlusion import occlusion_intensity, render_occlusion
 from rainsynth.params import RainParams
 from rainsynth.photometry import compose_lit, environment, scene_light
-from rainsynth.splashes import render_splashes
+from rainsynth.splashes import splash_streaks
 from rainsynth.streaks import render_streaks
 
 LAYERS = ("S", "U", "beta", "A", "alpha", "M")
@@ -111,17 +111,14 @@ def _render_physical(
 
     Memory is what this costs most (each fresh page is a page fault): S, "splash" and the rain
     share one block (under glibc's largest mmap threshold, so that it is reused from call to
-    call), the drops' and splashes' coverage another, drops on the lens touch only the pages
-    they cover, and the accumulation flow and occlusion, which a physical preset leaves off, are
+    call), the drops' and splashes' coverage is drawn a frame at a time where it is composed
+    (``compose_lit``), drops on the lens touch only the pages they cover, and the accumulation flow and occlusion, which a physical preset leaves off, are
     read-only zero layers.
     """
     streaks, splash, rain = np.empty((3,) + clean.shape, np.float32)
-    coverage = np.empty((2,) + clean.shape[:3], np.float32)
     beta = np.empty(clean.shape[:3] + (1,), np.float32)
     transmission(as_depth_provider(depth)(clean, params), params.accumulation.k, out=beta)
     light, sky = environment(clean)
-    render_drops(params, out=coverage[0])
-    render_splashes(params, out=coverage[1])
     layers = {
         "S": streaks,
         "U": _rendered_or_zeros(render_accumulation_flow, params, params.flow.opacity > 0.0),
@@ -131,7 +128,7 @@ def _render_physical(
         "M": occlusion_intensity(params),
         "splash": splash,
     }
-    compose_lit(clean, layers, light, coverage, out=rain)
+    compose_lit(clean, layers, light, drop_streaks(params), splash_streaks(params), out=rain)
     layers["lens_alpha"], layers["lens"] = render_lens_drops(params, clean, rain)
     return RainClip(rain=rain, layers=layers, params=params)
 

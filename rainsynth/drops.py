@@ -63,8 +63,17 @@ def render_drops(params: RainParams, out: np.ndarray | None = None) -> np.ndarra
 
     out: a (T, H, W) float32 array to overwrite (default: a new array); returned.
     """
+    out = np.empty(params.shape, np.float32) if out is None else out
+    offsets, columns = drop_streaks(params)
+    run_parallel(splat_streaks, params.shape[0], out, offsets, *columns)
+    return out
+
+
+def drop_streaks(params: RainParams) -> tuple[np.ndarray, np.ndarray]:
+    """The streaks of the clip's drops, as ``splat_streaks`` draws them: offsets (T + 1,) int64
+    (frame t's streaks are columns offsets[t]:offsets[t + 1]) and the columns, (7, N) float64
+    (``streak_columns``)."""
     num_frames, height, width = params.shape
-    out = np.empty((num_frames, height, width), np.float32) if out is None else out
     visible = VisibleRain.of(params.physics, params.shape)
     check_count("drops", visible.slices.expected.sum())
     optics = Optics.of(params.physics.camera, params.shape)
@@ -81,11 +90,10 @@ def render_drops(params: RainParams, out: np.ndarray | None = None) -> np.ndarra
         randoms = np.concatenate([randoms for _, randoms in draws], axis=1)
     frame = np.repeat(np.arange(num_frames), counts)
     drops = _placed(params, visible, index, randoms)
-    columns = streak_columns(drops, params, optics, frame, moved=persistent)
+    columns = _columns(drops, params, optics, frame, persistent)
     offsets = np.zeros(num_frames + 1, np.int64)
     offsets[1:] = np.cumsum(counts)
-    run_parallel(splat_streaks, num_frames, out, offsets, *columns)
-    return out
+    return offsets, columns
 
 
 def draw_drops(rng: np.random.Generator, params: RainParams, visible: VisibleRain) -> Drops:
@@ -141,9 +149,16 @@ def streak_columns(
     moved: whether the drops are where they were at time 0 and have moved on since (a persistent
     clip), or were drawn for this frame (i.i.d.). The wind has changed by gust x time either way.
     """
+    return tuple(_columns(drops, params, optics, frame, moved))
+
+
+def _columns(
+    drops: Drops, params: RainParams, optics: Optics, frame: int | np.ndarray, moved: bool
+) -> np.ndarray:
+    """``streak_columns`` as one (7, N) float64 array."""
     frames = np.ascontiguousarray(np.broadcast_to(np.asarray(frame, np.int64), drops.x.shape))
     fields = (getattr(drops, name) for name in Drops.__dataclass_fields__)
-    return tuple(_streaks(*fields, frames, optics, params.physics.rain.gust, moved))
+    return _streaks(*fields, frames, optics, params.physics.rain.gust, moved)
 
 
 @jit

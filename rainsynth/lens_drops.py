@@ -126,10 +126,51 @@ def _blurred(clean: np.ndarray) -> np.ndarray:
     size = (max(1, width // LOW), max(1, height // LOW))
     scale = 1.0 / 255.0 if clean.dtype == np.uint8 else 1.0
     out = np.empty((num_frames, size[1], size[0], 3), np.float32)
+    shrunk = _shrunk(clean, size)
     for t in range(num_frames):
-        low = cv2.resize(clean[t], size, interpolation=cv2.INTER_AREA).astype(np.float32)
-        out[t] = cv2.GaussianBlur(low, (0, 0), 1.5).reshape(out[t].shape) * np.float32(scale)
+        low = cv2.GaussianBlur(shrunk[t], (0, 0), 1.5)
+        out[t] = low.reshape(out[t].shape) * np.float32(scale)
     return out
+
+
+def _shrunk(clean: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The clip (T, H, W, 3) resized to ``size`` (w, h) by cv2's INTER_AREA, as float32
+    (T, h, w, 3). A uint8 clip exactly LOW times that size is averaged by ``_block_means``
+    (the same values: cv2 rounds the mean of each block to the nearest, ties to even), in
+    half cv2's time."""
+    num_frames, height, width = clean.shape[:3]
+    out = np.empty((num_frames, size[1], size[0], 3), np.float32)
+    if clean.dtype == np.uint8 and (height, width) == (LOW * size[1], LOW * size[0]):
+        _block_means(clean, out)
+        return out
+    for t in range(num_frames):
+        low = cv2.resize(clean[t], size, interpolation=cv2.INTER_AREA)
+        out[t] = low.reshape(out[t].shape)
+    return out
+
+
+@jit
+def _block_means(clean, out):  # pragma: no cover
+    """out[t, i, j] = rint(mean of the LOW x LOW block clean[t, LOW i:, LOW j:]) per channel:
+    clean (T, LOW h, LOW w, 3) uint8 -> out (T, h, w, 3) float32 (whole numbers). Each block
+    row is summed down the rows first (contiguous, so that the loop vectorises), then across."""
+    num_frames, low_h, low_w = out.shape[:3]
+    sums = np.empty(clean.shape[2] * 3, np.int32)
+    scale = np.float32(1.0 / (LOW * LOW))
+    for t in range(num_frames):
+        for i in range(low_h):
+            sums[:] = 0
+            for y in range(LOW * i, LOW * (i + 1)):
+                row = clean[t, y].reshape(-1)
+                for k in range(sums.size):
+                    sums[k] += row[k]
+            means = out[t, i].reshape(-1)
+            for j in range(low_w):
+                for c in range(3):
+                    total = 0
+                    for x in range(LOW * j, LOW * (j + 1)):
+                        total += sums[3 * x + c]
+                    means[3 * j + c] = np.rint(np.float32(total) * scale)
 
 
 @jit
@@ -145,6 +186,7 @@ def _splat_lens_drops(
     ratio_y, ratio_x = low_h / height, low_w / width
     left = np.empty(height, np.int64)
     right = np.empty(height, np.int64)
+    mattes = np.empty(width, np.float32)
     for t in range(start, stop):
         left[:] = width
         right[:] = -1
@@ -162,16 +204,19 @@ def _splat_lens_drops(
                 half = math.sqrt(max(reach * reach - dy * dy, 0.0))  # the disc's row
                 xa, xb = max(int(cx[i] - half), x0), min(int(cx[i] + half) + 1, x1)
                 left[y], right[y] = min(left[y], xa), max(right[y], xb)
-                for x in range(xa, xb + 1):
+                for x in range(xa, xb + 1):  # the matte first: a loop that vectorises
                     r = math.sqrt((x - cx[i]) * (x - cx[i]) + dy * dy)
                     e = min(max((reach - r) / (4.0 * blur), 0.0), 1.0)
-                    a = np.float32(peak * e * e * (3.0 - 2.0 * e))
+                    mattes[x] = np.float32(peak * e * e * (3.0 - 2.0 * e))
+                # upside down and shrunk around the centre, the nearest low-res pixel
+                sy = int((centre_y - MAGNIFY * (y - centre_y) + 0.5) * ratio_y)
+                sy = min(max(sy, 0), low_h - 1)
+                for x in range(xa, xb + 1):
+                    a = mattes[x]
                     if a <= 0.0:
                         continue
-                    # upside down and shrunk around the centre, the nearest low-res pixel
                     sx = int((cx[i] - MAGNIFY * (x - cx[i]) + 0.5) * ratio_x)
-                    sy = int((centre_y - MAGNIFY * (y - centre_y) + 0.5) * ratio_y)
-                    sx, sy = min(max(sx, 0), low_w - 1), min(max(sy, 0), low_h - 1)
+                    sx = min(max(sx, 0), low_w - 1)
                     keep = np.float32(1.0) - a
                     alpha[t, y, x] = a + keep * alpha[t, y, x]
                     for k in range(3):

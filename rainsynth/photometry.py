@@ -24,6 +24,7 @@ import numpy as np
 from numba.extending import register_jitable
 
 from rainsynth._jit import jit, run_parallel
+from rainsynth.streaks import splat_frame
 
 LOW = 16
 """The environment's light is computed at 1/LOW of the frame's size and sampled bilinearly."""
@@ -49,10 +50,11 @@ def environment(clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     low_h, low_w = -(-height // LOW), -(-width // LOW)
     step = max(1, LOW // 4)  # point samples 4 per low-res pixel and side; the blur does the rest
     y0, x0 = min(step // 2, height - 1), min(step // 2, width - 1)
-    samples = linear(clean[:, y0::step, x0::step])
+    samples = clean[:, y0::step, x0::step]
+    # linear() is monotonic, so the percentile of the display values gives the linear one
+    sky = linear(_percentile_90(samples[:, : max(1, samples.shape[1] // 2)]))
+    samples = _linear_samples(samples)
     out = np.empty((num_frames, low_h, low_w, 3), np.float32)
-    upper = samples[:, : max(1, samples.shape[1] // 2)].reshape(num_frames, -1, 3)
-    sky = _percentile_90(upper)
     for t in range(num_frames):
         low = cv2.resize(samples[t], (low_w, low_h), interpolation=cv2.INTER_AREA)
         near = cv2.GaussianBlur(low, (0, 0), max(low_h / LOW, 0.5), borderType=cv2.BORDER_REFLECT)
@@ -62,13 +64,57 @@ def environment(clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, sky.astype(np.float32)
 
 
+def _linear_samples(samples: np.ndarray) -> np.ndarray:
+    """``linear`` of a strided view (T, h, w, 3) of the clip, in one pass (NumPy would copy the
+    view first, which costs more than the rest of ``environment``)."""
+    scale = np.float32(1.0 / 255.0) if samples.dtype == np.uint8 else np.float32(1.0)
+    out = np.empty(samples.shape, np.float32)
+    _square_scaled(samples, scale, out)
+    return out
+
+
+@jit
+def _square_scaled(values, scale, out):  # pragma: no cover
+    """out = (values * scale)^2 in float32, values and out (T, h, w, 3)."""
+    for t in range(values.shape[0]):
+        for y in range(values.shape[1]):
+            for x in range(values.shape[2]):
+                for c in range(3):
+                    value = np.float32(values[t, y, x, c]) * scale
+                    out[t, y, x, c] = value * value
+
+
 def _percentile_90(values: np.ndarray) -> np.ndarray:
-    """Per frame and channel the 90th percentile of values (T, n, 3), float32 (T, 3): the value
-    of rank floor(0.9 (n - 1)) (numpy's method="lower"), by one partial sort of each
-    contiguous channel (a fifth of np.percentile's time, which sorts along a strided axis)."""
-    rank = int(0.9 * (values.shape[1] - 1))
-    channels = np.ascontiguousarray(values.transpose(0, 2, 1))
+    """Per frame and channel the 90th percentile of values (T, h, w, 3), uint8 or float32, in
+    their dtype (T, 3): the value of rank floor(0.9 (h w - 1)) (numpy's method="lower"). uint8
+    by counting (``_rank_by_counting``); float32 by one partial sort of each contiguous channel
+    (a fifth of np.percentile's time, which sorts along a strided axis)."""
+    num_frames = values.shape[0]
+    rank = int(0.9 * (values.shape[1] * values.shape[2] - 1))
+    if values.dtype == np.uint8:
+        out = np.empty((num_frames, 3), np.uint8)
+        _rank_by_counting(values, rank, out)
+        return out
+    channels = np.ascontiguousarray(values.reshape(num_frames, -1, 3).transpose(0, 2, 1))
     return np.partition(channels, rank, axis=2)[..., rank]
+
+
+@jit
+def _rank_by_counting(values, rank, out):  # pragma: no cover
+    """out[t, c] = the value of rank ``rank`` (from 0, in increasing order) of values[t, ..., c],
+    values (T, h, w, 3) uint8, from a histogram of its 256 levels."""
+    for t in range(values.shape[0]):
+        counts = np.zeros((3, 256), np.int64)
+        for y in range(values.shape[1]):
+            for x in range(values.shape[2]):
+                for c in range(3):
+                    counts[c, values[t, y, x, c]] += 1
+        for c in range(3):
+            seen, level = counts[c, 0], 0
+            while seen <= rank:
+                level += 1
+                seen += counts[c, level]
+            out[t, c] = level
 
 
 def scene_light(sky: np.ndarray) -> np.ndarray:
@@ -82,7 +128,8 @@ def compose_lit(
     clean: np.ndarray,
     layers: dict[str, np.ndarray],
     light: np.ndarray,
-    coverage: np.ndarray,
+    drops: tuple[np.ndarray, np.ndarray],
+    splashes: tuple[np.ndarray, np.ndarray],
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """The rain of a physical clip before the drops on the lens, filling in its lit layers S and
@@ -96,8 +143,11 @@ def compose_lit(
         layers: "U", "beta", "alpha" (T, H, W, 1) and "A", "M" (T, 1, 1, 3), float32; "S" and
             "splash", (T, H, W, 3) float32, are overwritten with the lit streaks and splashes.
         light: the environment's linear radiance, (T, h, w, 3) float32 (``environment``).
-        coverage: (2, T, H, W) float32 in [0, 1], the fraction of each pixel's exposure that
-            drops (0) and splashes (1) cover.
+        drops, splashes: the streaks of the drops and of the splashes, (offsets (T + 1,) int64,
+            columns (7, N) float64) as ``rainsynth.drops.drop_streaks`` and
+            ``rainsynth.splashes.splash_streaks`` give them. Their coverage (the fraction of each
+            pixel's exposure they cover, ``splat_frame``) is drawn one frame at a time, just
+            before that frame is composed, so that it never leaves the cache.
         out: a (T, H, W, 3) float32 array to write the rain into (default: a new array).
 
     Returns:
@@ -107,7 +157,7 @@ def compose_lit(
     scale = np.float32(1.0 / 255.0) if clean.dtype == np.uint8 else np.float32(1.0)
     run_parallel(
         _compose_lit,
-        out.shape[0] * out.shape[1],
+        out.shape[0],
         out,
         clean,
         scale,
@@ -117,7 +167,9 @@ def compose_lit(
         _plane(layers["alpha"]),
         layers["M"][:, 0, 0, :],
         _widened(light, out.shape[2]),
-        coverage,
+        # contiguous columns: one compiled kernel whatever slice of its array they are
+        (drops[0], np.ascontiguousarray(drops[1])),
+        (splashes[0], np.ascontiguousarray(splashes[1])),
         layers["S"],
         layers["splash"],
     )
@@ -157,11 +209,21 @@ def _widened(environment: np.ndarray, width: int) -> np.ndarray:
 @jit
 def _widen_rows(rows, x0, x1, wx, out):  # pragma: no cover
     """out[r, x] = _lerp(rows[r, x0[x]], rows[r, x1[x]], wx[x]) for every row r of rows
-    (R, w, 3) and column x of out (R, width, 3): one pass, no temporaries."""
+    (R, w, 3) and column x of out (R, width, 3), x0 non-decreasing and x1 a function of it: the
+    columns between two low-res pixel centres share their two samples, so the loop over them
+    needs no gather and vectorises."""
+    width = out.shape[1]
     for r in range(rows.shape[0]):
-        for x in range(out.shape[1]):
-            for k in range(3):
-                out[r, x, k] = _lerp(rows[r, x0[x], k], rows[r, x1[x], k], wx[x])
+        start = 0
+        while start < width:
+            stop = start + 1
+            while stop < width and x0[stop] == x0[start]:
+                stop += 1
+            a, b = rows[r, x0[start]], rows[r, x1[start]]
+            for x in range(start, stop):
+                for k in range(3):
+                    out[r, x, k] = _lerp(a[k], b[k], wx[x])
+            start = stop
 
 
 @jit
@@ -182,38 +244,61 @@ def _lit(background, covered, environment):  # pragma: no cover
 
 @jit
 def _compose_lit(
-    start, stop, out, clean, scale, beta, veil, light, alpha, intensity, widened, coverage,
-    streaks, splashes,
+    start, stop, out, clean, scale, beta, veil, light, alpha, intensity, widened, drops, splashes,
+    streaks, splash_layer,
 ):  # pragma: no cover  # fmt: skip
-    """Rows [start, stop) of the (T * H) image rows: see ``compose_lit``. ``veil`` and ``alpha``
-    (T, H, W) are None where they are zero; ``widened`` is the environment from ``_widened``,
-    interpolated here between its rows. One pass over each row computes the drops' and the
-    splashes' light at every pixel and keeps them where they cover it: selects, not branches,
-    so that the loop vectorises."""
-    height, width = out.shape[1], out.shape[2]
+    """Frames [start, stop): see ``compose_lit``. Each frame's coverage by the drops and the
+    splashes is splatted into a (2, H, W) buffer, then its rows are composed (``_compose_lit_row``).
+    ``veil`` and ``alpha`` (T, H, W) are None where they are zero."""
+    height = out.shape[1]
+    coverage = np.empty((2, height, out.shape[2]), np.float32)
+    for t in range(start, stop):
+        _splat(coverage[0], drops, t)
+        _splat(coverage[1], splashes, t)
+        for y in range(height):
+            _compose_lit_row(
+                t, y, out, clean, scale, beta, veil, light, alpha, intensity, widened, coverage,
+                streaks, splash_layer,
+            )  # fmt: skip
+
+
+@jit
+def _splat(frame, streaks, t):  # pragma: no cover
+    """frame (H, W) <- the coverage of frame t's ``streaks`` (offsets, columns) (``splat_frame``)."""
+    offsets, c = streaks
+    splat_frame(frame, offsets[t], offsets[t + 1], c[0], c[1], c[2], c[3], c[4], c[5], c[6])
+
+
+@jit
+def _compose_lit_row(
+    t, y, out, clean, scale, beta, veil, light, alpha, intensity, widened, coverage, streaks,
+    splashes,
+):  # pragma: no cover  # fmt: skip
+    """Row y of frame t: ``coverage`` (2, H, W) is the frame's by the drops (0) and the splashes
+    (1); ``widened`` is the environment from ``_widened``, interpolated here between its rows.
+    One pass over the row computes the drops' and the splashes' light at every pixel and keeps
+    them where they cover it: selects, not branches, so that the loop vectorises."""
+    width = out.shape[2]
     low_h = widened.shape[1]
     zero, one = np.float32(0.0), np.float32(1.0)
-    for row in range(start, stop):
-        t = row // height
-        y = row - t * height
-        fy = min(max((y + 0.5) / LOW - 0.5, 0.0), low_h - 1.0)
-        y0 = int(fy)
-        wy = np.float32(fy - y0)
-        upper, lower = widened[t, y0].reshape(-1), widened[t, min(y0 + 1, low_h - 1)].reshape(-1)
-        rain, b_row = out[t, y].reshape(-1), clean[t, y].reshape(-1)
-        s_row, p_row = streaks[t, y].reshape(-1), splashes[t, y].reshape(-1)
-        drops, spray, beta_row = coverage[0, t, y], coverage[1, t, y], beta[t, y]
-        for x in range(width):
-            u = zero if veil is None else veil[t, y, x]
-            m = zero if alpha is None else alpha[t, y, x]
-            covered = (drops[x] > zero) | (spray[x] > zero)
-            for k in range(3):
-                i = 3 * x + k
-                o = _scene(beta_row[x], b_row[i], scale, light[t, k], u)
-                e = _lerp(upper[i], lower[i], wy)
-                lit, splash_lit = _lit(o, drops[x], e), _lit(o, spray[x], e)
-                s = lit if covered else zero
-                p = splash_lit if spray[x] > zero else zero
-                s_row[i], p_row[i] = s, p
-                o = o + s + p if covered else o  # Eq. 3 with S and splashes
-                rain[i] = min(max((one - m) * o + m * intensity[t, k], zero), one)  # Eq. 4
+    fy = min(max((y + 0.5) / LOW - 0.5, 0.0), low_h - 1.0)
+    y0 = int(fy)
+    wy = np.float32(fy - y0)
+    upper, lower = widened[t, y0].reshape(-1), widened[t, min(y0 + 1, low_h - 1)].reshape(-1)
+    rain, b_row = out[t, y].reshape(-1), clean[t, y].reshape(-1)
+    s_row, p_row = streaks[t, y].reshape(-1), splashes[t, y].reshape(-1)
+    drops, spray, beta_row = coverage[0, y], coverage[1, y], beta[t, y]
+    for x in range(width):
+        u = zero if veil is None else veil[t, y, x]
+        m = zero if alpha is None else alpha[t, y, x]
+        covered = (drops[x] > zero) | (spray[x] > zero)
+        for k in range(3):
+            i = 3 * x + k
+            o = _scene(beta_row[x], b_row[i], scale, light[t, k], u)
+            e = _lerp(upper[i], lower[i], wy)
+            lit, splash_lit = _lit(o, drops[x], e), _lit(o, spray[x], e)
+            s = lit if covered else zero
+            p = splash_lit if spray[x] > zero else zero
+            s_row[i], p_row[i] = s, p
+            o = o + s + p if covered else o  # Eq. 3 with S and splashes
+            rain[i] = min(max((one - m) * o + m * intensity[t, k], zero), one)  # Eq. 4

@@ -49,18 +49,25 @@ def render_splashes(params: RainParams, out: np.ndarray | None = None) -> np.nda
 
     out: a (T, H, W) float32 array to overwrite (default: a new array); returned.
     """
-    num_frames, height, width = params.shape
-    out = np.empty((num_frames, height, width), np.float32) if out is None else out
+    out = np.empty(params.shape, np.float32) if out is None else out
+    offsets, columns = splash_streaks(params)
+    run_parallel(splat_streaks, params.shape[0], out, offsets, *columns)
+    return out
+
+
+def splash_streaks(params: RainParams) -> tuple[np.ndarray, np.ndarray]:
+    """The splashes seen in each frame as ``splat_streaks`` draws them: offsets (T + 1,) int64
+    (frame t's are columns offsets[t]:offsets[t + 1]) and the columns, (7, N) float64
+    (``_splash_columns``)."""
+    num_frames = params.shape[0]
     optics = Optics.of(params.physics.camera, params.shape)
     windows = _windows(num_frames, optics)
     landings, bounds = _landings(params, optics, windows)
     first, last = _sightings(num_frames, optics, windows, bounds)
     scene = params.physics.scene
-    offsets, columns = _splash_columns(
+    return _splash_columns(
         first, last, *landings, optics, scene.horizon * optics.height, scene.height
     )
-    run_parallel(splat_streaks, num_frames, out, offsets, *columns)
-    return out
 
 
 def ground_distances(params: RainParams, optics: Optics) -> np.ndarray:

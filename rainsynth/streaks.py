@@ -86,7 +86,15 @@ def _draw(params: RainParams) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
 def splat_streaks(
     start, stop, out, offsets, cx, cy, dx, dy, half_length, radius, peak
 ):  # pragma: no cover
-    """Sum every streak of frames [start, stop) into out[t] (T, H, W), then clip to 1.
+    """Sum every streak of frames [start, stop) into out[t] (T, H, W), then clip to 1: frame t's
+    streaks are entries offsets[t]:offsets[t + 1] of the columns (``splat_frame``)."""
+    for t in range(start, stop):
+        splat_frame(out[t], offsets[t], offsets[t + 1], cx, cy, dx, dy, half_length, radius, peak)
+
+
+@jit
+def splat_frame(frame, first, last, cx, cy, dx, dy, half_length, radius, peak):  # pragma: no cover
+    """Sum the streaks first:last of the columns into ``frame`` (H, W) float32, then clip to 1.
 
     A streak at centre c with unit direction d contributes, at pixel p with
     u = (p - c).d (along) and v = (p - c) x d (across):
@@ -94,44 +102,42 @@ def splat_streaks(
     where taper is 1 in the middle and falls smoothly (smoothstep) to 0 over the last 35% of the
     half length: the motion blur of a round drop, with no hard ends.
     """
-    _, height, width = out.shape
+    height, width = frame.shape
     one, zero, ramp = np.float32(1.0), np.float32(0.0), np.float32(1.0 / 0.35)
-    for t in range(start, stop):
-        frame = out[t]
-        frame[:] = zero
-        for i in range(offsets[t], offsets[t + 1]):
-            # |u| < half_length and |v| < radius bound the offsets: rx = u dx + v dy, ry = u dy - v dx
-            ext_x = abs(dx[i]) * half_length[i] + abs(dy[i]) * radius[i]
-            ext_y = abs(dy[i]) * half_length[i] + abs(dx[i]) * radius[i]
-            x0 = max(int(math.floor(cx[i] - ext_x)), 0)
-            x1 = min(int(math.ceil(cx[i] + ext_x)), width - 1)
-            y0 = max(int(math.floor(cy[i] - ext_y)), 0)
-            y1 = min(int(math.ceil(cy[i] + ext_y)), height - 1)
-            ux, uy = np.float32(dx[i]), np.float32(dy[i])
-            inv_r2 = np.float32(1.0 / (radius[i] * radius[i]))
-            inv_h = np.float32(1.0 / half_length[i])
-            peak_i = np.float32(peak[i])
-            # row y meets the band |v| < radius only at |x - centre| < radius / |dy|, around
-            # centre = cx + (y - cy) dx / dy; pixels outside it would add exactly zero
-            steep = abs(dy[i]) > 0.05
-            slope = dx[i] / dy[i] if steep else 0.0
-            reach = radius[i] / abs(dy[i]) if steep else 0.0
-            for y in range(y0, y1 + 1):
-                ry = np.float32(y - cy[i])
-                xa, xb = x0, x1
-                if steep:
-                    centre = cx[i] + (y - cy[i]) * slope
-                    xa = max(xa, int(math.floor(centre - reach)) + 1)
-                    xb = min(xb, int(math.ceil(centre + reach)) - 1)
-                row = frame[y]
-                for x in range(xa, xb + 1):  # branch-free float32
-                    rx = np.float32(x - cx[i])
-                    v = rx * uy - ry * ux
-                    cross = max(one - v * v * inv_r2, zero)
-                    e = min(max(one - abs(rx * ux + ry * uy) * inv_h, zero) * ramp, one)
-                    row[x] += (
-                        peak_i * (e * e * (np.float32(3.0) - np.float32(2.0) * e)) * (cross * cross)
-                    )
-        for y in range(height):
-            for x in range(width):
-                frame[y, x] = min(frame[y, x], one)
+    frame[:] = zero
+    for i in range(first, last):
+        # |u| < half_length and |v| < radius bound the offsets: rx = u dx + v dy, ry = u dy - v dx
+        ext_x = abs(dx[i]) * half_length[i] + abs(dy[i]) * radius[i]
+        ext_y = abs(dy[i]) * half_length[i] + abs(dx[i]) * radius[i]
+        x0 = max(int(math.floor(cx[i] - ext_x)), 0)
+        x1 = min(int(math.ceil(cx[i] + ext_x)), width - 1)
+        y0 = max(int(math.floor(cy[i] - ext_y)), 0)
+        y1 = min(int(math.ceil(cy[i] + ext_y)), height - 1)
+        ux, uy = np.float32(dx[i]), np.float32(dy[i])
+        inv_r2 = np.float32(1.0 / (radius[i] * radius[i]))
+        inv_h = np.float32(1.0 / half_length[i])
+        peak_i = np.float32(peak[i])
+        # row y meets the band |v| < radius only at |x - centre| < radius / |dy|, around
+        # centre = cx + (y - cy) dx / dy; pixels outside it would add exactly zero
+        steep = abs(dy[i]) > 0.05
+        slope = dx[i] / dy[i] if steep else 0.0
+        reach = radius[i] / abs(dy[i]) if steep else 0.0
+        for y in range(y0, y1 + 1):
+            ry = np.float32(y - cy[i])
+            xa, xb = x0, x1
+            if steep:
+                centre = cx[i] + (y - cy[i]) * slope
+                xa = max(xa, int(math.floor(centre - reach)) + 1)
+                xb = min(xb, int(math.ceil(centre + reach)) - 1)
+            row = frame[y]
+            for x in range(xa, xb + 1):  # branch-free float32
+                rx = np.float32(x - cx[i])
+                v = rx * uy - ry * ux
+                cross = max(one - v * v * inv_r2, zero)
+                e = min(max(one - abs(rx * ux + ry * uy) * inv_h, zero) * ramp, one)
+                row[x] += (
+                    peak_i * (e * e * (np.float32(3.0) - np.float32(2.0) * e)) * (cross * cross)
+                )
+    for y in range(height):
+        for x in range(width):
+            frame[y, x] = min(frame[y, x], one)
