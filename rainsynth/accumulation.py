@@ -32,8 +32,8 @@ LUMA = (0.299, 0.587, 0.114)
 LOW_RES_HEIGHT = 32
 """Height (px) at which the horizon prior is refined; the result is upsampled (fast guided filter)."""
 
-CHANNELS = 512
-"""The most channels one cv2 filter call takes (CV_CN_MAX): frames box-filtered per call."""
+CHANNELS = 128
+"""Frames box-filtered per cv2 call, as channels (OpenCV 5 takes at most 128 per array)."""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rainsynth
-from rainsynth.accumulation import ConstantDepth, DepthMaps
+from rainsynth.accumulation import CHANNELS, ConstantDepth, DepthMaps, HorizonDepth
 from rainsynth.accumulation_flow import veil_velocity
 from rainsynth.composite import LAYERS
 from rainsynth.dataset import to_uint8
@@ -217,6 +217,17 @@ def test_default_depth_is_far_at_the_top_and_near_at_the_bottom():
     _, clip = rendered("heavy", seed=0, clean=photo_clip(1, 128, 128))
     beta = clip.layers["beta"][0, ..., 0]
     assert beta[:16].mean() < beta[-16:].mean() - 0.1
+
+
+def test_the_default_depth_of_a_long_clip_is_the_same_frame_by_frame():
+    """More frames than one cv2 call takes (accumulation.CHANNELS): the horizon prior runs in
+    batches, each frame's depth as if it were alone."""
+    clean = photo_clip(CHANNELS + 3, 32, 48)
+    params = rainsynth.sample_params("heavy", seed=0, shape=clean.shape[:3])
+    depth = HorizonDepth()(clean, params)
+    assert depth.shape == clean.shape[:3]
+    for t in (0, CHANNELS, CHANNELS + 2):
+        np.testing.assert_array_equal(depth[t], HorizonDepth()(clean[t : t + 1], params)[0])
 
 
 def test_bad_clean_input_raises_clear_errors():
