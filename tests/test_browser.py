@@ -40,7 +40,12 @@ def built(tmp_path_factory) -> Path:
         re.sub(r"(?m)^description = .*$", f"description = {json.dumps(EVIL_DESCRIPTION)}", light)
     )
     options = BuildOptions(
-        count=2, split="3/2", frames=4, size=(48, 80), seed=1, presets=("light", str(evil), "drizzle")
+        count=2,
+        split="3/2",
+        frames=4,
+        size=(48, 80),
+        seed=1,
+        presets=("light", str(evil), "drizzle"),
     )
     build(options, scratch / "data", workers=1, progress=False, echo=lambda _: None)
     return scratch / "data"
