@@ -215,8 +215,6 @@ class SourceClips(KeyedClips):
         )
         self.refs = self.source.sequences()
         if synthetic_only:
-            if name != "builtin":
-                raise RainsynthError(f"only the builtin source has synthetic clips, not {name!r}")
             self.refs = self.refs[:count]
         if not self.refs:
             raise RainsynthError(f"source {name!r} has no clips of {data.frames} frames")
@@ -241,8 +239,6 @@ class OnlineRainClips(SourceClips):
 
     def __init__(self, data: DataConfig, *args, **kwargs):
         super().__init__(data, *args, **kwargs)
-        if not data.online_presets:
-            raise RainsynthError("online rain needs at least one preset")
         self.presets = tuple(data.online_presets)
 
     def load(self, key: SampleKey) -> Arrays:

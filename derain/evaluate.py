@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from derain.checkpoint import atomic_write, load_model, resolve_weights
-from derain.inference import MAX_TILE, OVERLAP, FrameDerainer, check_tiling
+from derain.inference import MAX_TILE, OVERLAP, FrameDerainer, check_tiling, tile_option
 from derain.metrics import psnr_y, rain_free_change, rain_free_mask, ssim_y, temporal_consistency
 from derain.runtime import WEIGHTS_OPTION, device_option, pick_device, progress_options
 from rainsynth.cli import Command
@@ -37,11 +37,6 @@ def median5(rain: np.ndarray) -> np.ndarray:
     """Temporal median of frames t-2..t+2 (cut at the ends): (T,H,W,3) -> (T,H,W,3)."""
     t = len(rain)
     return np.stack([np.median(rain[max(i - 2, 0) : min(i + 3, t)], axis=0) for i in range(t)])
-
-
-def derain_clip(derainer: FrameDerainer, rain: np.ndarray) -> np.ndarray:
-    """The network's output for one clip (T,H,W,3) in [0, 1] (FrameDerainer.stream)."""
-    return np.stack(list(derainer.stream(rain)))
 
 
 def quantise(frames: np.ndarray) -> np.ndarray:
@@ -87,10 +82,6 @@ def score_dataset(
     save_frames: write the output frames as PNG under DIR/<split>/<preset>/<clip>/.
     max_clips: score only N clips, evenly spaced over the dataset's (preset, name) order.
     """
-    if method not in METHODS:
-        raise RainsynthError(f"method must be one of {METHODS}, got {method!r}")
-    if max_clips is not None and max_clips < 1:
-        raise RainsynthError(f"max_clips must be >= 1, got {max_clips}")
     clips = [c for c in read_clips(data, split=split) if not presets or c.preset in presets]
     if not clips:
         raise RainsynthError(f"{data} has no {split} clips of presets {list(presets)}")
@@ -111,7 +102,7 @@ def score_dataset(
         elif method == "median5":
             output = median5(rain)
         else:
-            output = derain_clip(derainer, rain)
+            output = np.stack(list(derainer.stream(rain)))
         output = quantise(output)
         if save_frames is not None:
             folder = Path(save_frames) / clip.split / clip.preset / clip.name
@@ -215,13 +206,7 @@ Examples:
     help="model: the network; rain: the rain input; median5: 5-frame temporal median.",
 )
 @device_option("auto", "")
-@click.option(
-    "--tile",
-    type=click.IntRange(0, MAX_TILE),
-    default=1024,
-    show_default=True,
-    help=f"Tile frames larger than this (px per side, at most {MAX_TILE}); 0 = never.",
-)
+@tile_option(f"Tile frames larger than this (px per side, at most {MAX_TILE}); 0 = never.")
 @click.option(
     "--save-frames",
     type=click.Path(file_okay=False),

@@ -43,6 +43,13 @@ def check_tiling(tile: int, overlap: int) -> None:
         )
 
 
+def tile_option(help: str):
+    """The --tile option of the commands that run the network (0 = never tile)."""
+    return click.option(
+        "--tile", type=click.IntRange(0, MAX_TILE), default=1024, show_default=True, help=help
+    )
+
+
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of ``tile`` px covering ``length`` px with >= ``overlap`` overlap."""
     return [0] if length <= tile else [*range(0, length - tile, tile - overlap), length - tile]
@@ -276,13 +283,9 @@ Examples:
 )
 @WEIGHTS_OPTION
 @device_option("auto", "")
-@click.option(
-    "--tile",
-    type=click.IntRange(0, MAX_TILE),
-    default=1024,
-    show_default=True,
-    help=f"Cut frames larger than this (px per side, at most {MAX_TILE}) into overlapping "
-    "tiles; 0 = never.",
+@tile_option(
+    f"Cut frames larger than this (px per side, at most {MAX_TILE}) into overlapping tiles; "
+    "0 = never."
 )
 @click.option(
     "--tile-overlap",

@@ -35,7 +35,7 @@ from derain.checkpoint import (
     save_checkpoint,
     save_weights,
 )
-from derain.config import ConfigError, OptimConfig, TrainConfig
+from derain.config import ConfigError, TrainConfig
 from derain.data import KeyedBatchSampler, KeyedClips, make_loader
 from derain.runtime import Distributed, autocast, process_group
 from rainsynth.errors import RunError
@@ -108,33 +108,6 @@ def clip_gradients(module: torch.nn.Module, max_norm: float) -> None:
             "The weights were not updated; resume from the last checkpoint with a lower optim.lr "
             "or [run] amp = false"
         )
-
-
-def make_optimizer(model: torch.nn.Module, optim: OptimConfig):
-    """AdamW over the trainable parameters and its LambdaLR schedule (OptimConfig.lr_factor)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        params, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay
-    )
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, optim.lr_factor)
-
-
-def train_step(
-    model: torch.nn.Module,
-    batch: dict[str, torch.Tensor],
-    recipe: Recipe,
-    optimizer: torch.optim.Optimizer,
-    device: torch.device,
-) -> dict[str, float]:
-    """One update on one batch (tensors on ``device``); returns the loss terms (floats)."""
-    net = model.module if isinstance(model, DistributedDataParallel) else model
-    optimizer.zero_grad(set_to_none=True)
-    with autocast(device, recipe.config.run.amp):
-        loss, terms = recipe.loss(model, batch)
-    loss.backward()
-    clip_gradients(net, recipe.config.optim.grad_clip)
-    optimizer.step()
-    return terms
 
 
 class RunLog:
@@ -247,8 +220,12 @@ def _run(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(config.run.seed)
-    net = recipe.network().to(device)
-    optimizer, scheduler = make_optimizer(net, config.optim)
+    net, optim = recipe.network().to(device), config.optim
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, optim.lr_factor)
     model_config, start, elapsed = config.model.to_dict(), 0, 0.0
     if resume:
         start, elapsed = resume_checkpoint(
@@ -274,7 +251,12 @@ def _run(
         for iteration, batch in zip(range(start, total), loader, strict=True):
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             lr = optimizer.param_groups[0]["lr"]
-            terms = train_step(model, batch, recipe, optimizer, device)
+            optimizer.zero_grad(set_to_none=True)
+            with autocast(device, config.run.amp):
+                loss, terms = recipe.loss(model, batch)
+            loss.backward()
+            clip_gradients(net, optim.grad_clip)
+            optimizer.step()
             scheduler.step()
             done = iteration + 1
             bar.update(1)

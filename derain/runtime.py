@@ -90,6 +90,13 @@ WEIGHTS_OPTION = click.option(
 )
 
 
+def config_file_option(help: str):
+    """The required --config FILE of the training commands."""
+    return click.option(
+        "--config", "config_path", required=True, type=click.Path(dir_okay=False), help=help
+    )
+
+
 def config_options(iterations: str, overrides: str):
     """--iterations, --device and --set of the training commands (their helps)."""
     return options(

@@ -23,7 +23,7 @@ COMMANDS = {
     "train": "derain.train:train_command",
     "test": "derain.evaluate:test_command",
     "derain": "derain.inference:derain_command",
-    "pretrain-flow": "derain.flow_pretrain:pretrain_flow_command",
+    "pretrain-flow": "derain.train:pretrain_flow_command",
 }
 
 _HELP = {

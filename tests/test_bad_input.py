@@ -54,6 +54,12 @@ def run(root: Path, *args, code: int, message: str, env: dict | None = None):
     return result
 
 
+def derain(root: Path, source, *args, out: str = "o.mp4", **expect):
+    """`rainsynth derain SOURCE -o ROOT/OUT ARGS` through :func:`run` (``expect``: its code,
+    message and env)."""
+    return run(root, "derain", source, "-o", root / out, *args, **expect)
+
+
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("data") / "data", frames=3, size=(32, 32), clips=1)
@@ -121,14 +127,12 @@ def test_resume_with_a_changed_config_keeps_config_toml_and_records_the_change(t
 def test_derain_refuses_frames_whose_outputs_clash(tmp_path, tiny_weights):
     folder = frames_folder(tmp_path / "frames")
     cv2.imwrite(str(folder / "0001.jpg"), NOISE[0])
-    run(
+    derain(
         tmp_path,
-        "derain",
         folder,
-        "-o",
-        tmp_path / "out",
         "--weights",
         tiny_weights,
+        out="out",
         code=2,
         message="0001.jpg and 0001.png of",
     )
@@ -221,17 +225,7 @@ def test_weights_and_sizes_are_checked_before_anything_is_allocated(
             message="base_channels must be an int from 1 to 256",
         )
     empty = forged_weights(tmp_path / "empty.safetensors", {}, TINY_MODEL)
-    run(
-        tmp_path,
-        "derain",
-        video,
-        "-o",
-        tmp_path / "o.mp4",
-        "--weights",
-        empty,
-        code=1,
-        message="does not match the network",
-    )
+    derain(tmp_path, video, "--weights", empty, code=1, message="does not match the network")
     for command in ("build", "preview"):
         run(
             tmp_path,
@@ -243,38 +237,15 @@ def test_weights_and_sizes_are_checked_before_anything_is_allocated(
             code=2,
             message="integers from 8 to 4096",
         )
-    run(
-        tmp_path,
-        "derain",
-        video,
-        "-o",
-        tmp_path / "o.mp4",
-        "--tile",
-        "100000",
-        code=2,
-        message="'--tile'",
-    )
+    derain(tmp_path, video, "--tile", "100000", code=2, message="'--tile'")
 
 
 def test_tiling_that_cannot_cover_a_frame_and_nan_weights_are_errors(tmp_path, tiny_weights):
     video = write_video(tmp_path / "in.mp4", NOISE)
-    run(
+    derain(tmp_path, video, "--tile-overlap", "-10", code=2, message="'--tile-overlap'")
+    derain(
         tmp_path,
-        "derain",
         video,
-        "-o",
-        tmp_path / "o.mp4",
-        "--tile-overlap",
-        "-10",
-        code=2,
-        message="'--tile-overlap'",
-    )
-    run(
-        tmp_path,
-        "derain",
-        video,
-        "-o",
-        tmp_path / "o.mp4",
         env={"RAINSYNTH_DERAIN_TILE_OVERLAP": "-10"},
         code=2,
         message="'--tile-overlap'",
@@ -282,17 +253,7 @@ def test_tiling_that_cannot_cover_a_frame_and_nan_weights_are_errors(tmp_path, t
     model = build_model(TINY_MODEL)
     nan = {k: torch.full_like(v, float("nan")) for k, v in model.state_dict().items()}
     path = save_weights(tmp_path / "nan.safetensors", nan, model.config.to_dict())
-    run(
-        tmp_path,
-        "derain",
-        video,
-        "-o",
-        tmp_path / "o.mp4",
-        "--weights",
-        path,
-        code=1,
-        message="holds NaN or inf",
-    )
+    derain(tmp_path, video, "--weights", path, code=1, message="holds NaN or inf")
     assert not (tmp_path / "o.mp4").exists()
 
 
@@ -342,14 +303,12 @@ def test_tracebacks_become_one_line_messages(tmp_path, tiny_weights, dataset):
         message="not a Dask scheduler address",
     )
     mixed = frames_folder(tmp_path / "mixed", sizes=[(32, 32), (24, 32)])
-    run(
+    derain(
         tmp_path,
-        "derain",
         mixed,
-        "-o",
-        tmp_path / "out",
         "--weights",
         tiny_weights,
+        out="out",
         code=2,
         message="the frames of a folder must have one size",
     )
@@ -390,30 +349,8 @@ def test_outputs_follow_the_umask(tmp_path, tiny_weights):
     folder = frames_folder(tmp_path / "frames")
     old = os.umask(0o027)
     try:
-        run(
-            tmp_path,
-            "derain",
-            video,
-            "-o",
-            tmp_path / "o.mp4",
-            "--weights",
-            tiny_weights,
-            "-q",
-            code=0,
-            message="",
-        )
-        run(
-            tmp_path,
-            "derain",
-            folder,
-            "-o",
-            tmp_path / "o",
-            "--weights",
-            tiny_weights,
-            "-q",
-            code=0,
-            message="",
-        )
+        derain(tmp_path, video, "--weights", tiny_weights, "-q", code=0, message="")
+        derain(tmp_path, folder, "--weights", tiny_weights, "-q", out="o", code=0, message="")
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "o.mp4").stat().st_mode) == 0o640
@@ -432,29 +369,9 @@ def test_exit_codes_are_documented_and_devices_checked(tmp_path, tiny_weights):
     text = CliRunner().invoke(main, ["-h"]).output
     assert "Exit codes:" in text and "RAINSYNTH_" in text
     video = write_video(tmp_path / "in.mp4", NOISE)
-    run(
-        tmp_path,
-        "derain",
-        video,
-        "-o",
-        tmp_path / "o.mp4",
-        "--device",
-        "gpu0",
-        code=2,
-        message="a torch device",
-    )
+    derain(tmp_path, video, "--device", "gpu0", code=2, message="a torch device")
     if not torch.cuda.is_available():
-        run(
-            tmp_path,
-            "derain",
-            video,
-            "-o",
-            tmp_path / "o.mp4",
-            "--device",
-            "cuda:1",
-            code=2,
-            message="torch sees 0 cuda device(s)",
-        )
+        derain(tmp_path, video, "--device", "cuda:1", code=2, message="torch sees 0 cuda device(s)")
 
 
 def test_the_papers_build_command_finds_its_root(tmp_path, monkeypatch):

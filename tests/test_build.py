@@ -1,4 +1,5 @@
-"""`rainsynth build` end to end: real processes, killed and resumed, compared byte for byte."""
+"""rainsynth.build: `rainsynth build` end to end (real processes, killed and resumed, compared byte
+for byte); the lock of a dataset folder, what a rerun removes, the counts."""
 
 from __future__ import annotations
 
@@ -18,15 +19,16 @@ from rainsynth_helpers import CLIPS, SMALL, clip_folders, hashes, rainsynth_buil
 
 import rainsynth
 from rainsynth import dataset
-from rainsynth.build import BuildOptions, build
+from rainsynth.build import LOCK, BuildOptions, build, counts, locked, record, remove_temp_files
 from rainsynth.build_cli import build_command
 from rainsynth.dataset import read_dataset
-
-pytestmark = pytest.mark.slow
+from rainsynth.errors import RainsynthError
+from rainsynth.fileio import TEMP_PREFIX
 
 FRAMES = ["--source", "frames", "--frames", "3", "--split", "0.75/0.25", "--presets", "heavy"]
 
 
+@pytest.mark.slow
 def test_reference_build_is_complete_and_reproducible(small_build):
     manifest = json.loads((small_build / "manifest.json").read_text())
     assert manifest["generator"] == f"rainsynth {rainsynth.__version__}"
@@ -50,14 +52,14 @@ def test_reference_build_is_complete_and_reproducible(small_build):
     assert any(r["flow"] for r in manifest["clips"]) and not all(
         r["flow"] for r in manifest["clips"]
     )
-    for clip, record in zip(read_dataset(small_build), sorted_records(manifest), strict=True):
+    for clip, entry in zip(read_dataset(small_build), sorted_records(manifest), strict=True):
         assert (clip.num_frames, clip.height, clip.width) == (5, 96, 160)
         params = clip.params()
         assert params == rainsynth.sample_params(
-            record["preset"], seed=3, shape=(5, 96, 160), clip=record["clip"]
+            entry["preset"], seed=3, shape=(5, 96, 160), clip=entry["clip"]
         )
         flow = clip.flow()
-        assert (flow is not None) == record["flow"]
+        assert (flow is not None) == entry["flow"]
         if flow is not None:
             assert flow.shape == (4, 96, 160, 2) and flow.dtype == np.float32
     # the stored rain is exactly what rendering the stored clean frames with params.json gives
@@ -71,12 +73,14 @@ def sorted_records(manifest: dict) -> list[dict]:
     return sorted(manifest["clips"], key=lambda r: (r["split"], r["preset"], r["name"]))
 
 
+@pytest.mark.slow
 def test_two_workers_give_the_same_bytes(small_build, tmp_path):
     out = tmp_path / "data"
     rainsynth_build(*SMALL, "--workers", "2", "--quiet", out=out)
     assert hashes(out) == hashes(small_build)
 
 
+@pytest.mark.slow
 def test_rerunning_a_finished_build_renders_nothing(small_build, tmp_path):
     out = tmp_path / "data"
     shutil.copytree(small_build, out)
@@ -100,6 +104,7 @@ def kill_when(process: subprocess.Popen, condition, timeout: float = 120) -> Non
     process.wait()
 
 
+@pytest.mark.slow
 def test_killed_builds_resume_to_the_same_bytes(small_build, tmp_path):
     """SIGKILL during the first clip's write, after 1 and 5 clips, and while writing the card;
     a two-worker build killed too; the stale temporary folders go and the bytes end equal."""
@@ -139,6 +144,7 @@ def test_killed_builds_resume_to_the_same_bytes(small_build, tmp_path):
     assert hashes(out) == expected
 
 
+@pytest.mark.slow
 def test_dask_scheduler_gives_the_same_bytes(small_build, tmp_path):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(
@@ -150,6 +156,7 @@ def test_dask_scheduler_gives_the_same_bytes(small_build, tmp_path):
     assert hashes(out) == hashes(small_build)
 
 
+@pytest.mark.slow
 def test_unreadable_frame_fails_naming_the_file_or_is_skipped(frame_folders, tmp_path):
     broken = frame_folders / "b" / "005.png"
     broken.write_bytes(broken.read_bytes()[:200])  # truncated
@@ -177,6 +184,7 @@ def test_unreadable_frame_fails_naming_the_file_or_is_skipped(frame_folders, tmp
     assert len(read_dataset(out)) == len(manifest["clips"])
 
 
+@pytest.mark.slow
 def test_disk_full_is_a_clear_error_and_resumes(small_build, tmp_path, monkeypatch):
     """ENOSPC while writing the fourth clip: a clear error, no partial clip, a clean resume."""
     out = tmp_path / "data"
@@ -207,6 +215,7 @@ def _small_options() -> BuildOptions:
     return BuildOptions(count=5, split="4/2", frames=5, size=(96, 160), seed=3)
 
 
+@pytest.mark.slow
 def test_progress_bar_counts_clips_per_second(small_build, tmp_path):
     out = tmp_path / "data"
     shutil.copytree(small_build, out)
@@ -214,3 +223,57 @@ def test_progress_bar_counts_clips_per_second(small_build, tmp_path):
     done = rainsynth_build(*SMALL, "--workers", "1", out=out)
     assert "clip/s" in done.stderr and f"{CLIPS - 1} clips already built" in done.stderr
     assert hashes(out) == hashes(small_build)
+
+
+def test_a_second_build_into_the_same_folder_is_refused(small_build, tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    out = tmp_path / "data"
+    shutil.copytree(small_build, out)
+    with open(out / LOCK, "a+b") as held:  # a build in progress holds this lock
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = CliRunner().invoke(build_command, [*SMALL, "--out", str(out), "-j", "1", "-q"])
+    assert result.exit_code == 2 and "another rainsynth build is writing" in result.output
+
+
+def test_a_folder_that_is_not_a_dataset_is_refused_and_left_alone(tmp_path):
+    (tmp_path / "holiday.jpg").write_bytes(b"x")
+    with pytest.raises(RainsynthError, match="holiday.jpg, which rainsynth build does not write"):
+        with locked(tmp_path):
+            pass
+    assert [p.name for p in tmp_path.iterdir()] == ["holiday.jpg"]
+
+
+def test_the_lock_goes_when_the_block_ends_even_on_an_error(tmp_path):
+    with pytest.raises(KeyError):
+        with locked(tmp_path / "data"):
+            assert (tmp_path / "data" / LOCK).exists()
+            raise KeyError("stop")
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_remove_temp_files_takes_what_a_killed_build_left_and_nothing_else(tmp_path):
+    left = [
+        tmp_path / f"{TEMP_PREFIX}manifest-12.json",
+        tmp_path / "browser" / f"{TEMP_PREFIX}0003-12.jpg",
+        tmp_path / "train" / "light" / f"{TEMP_PREFIX}clip-12" / "rain" / "0001.png",
+    ]
+    kept = [tmp_path / "manifest.json", tmp_path / "browser" / "0003.jpg"]
+    for path in left + kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    removed = remove_temp_files(tmp_path)
+    assert sorted(removed) == sorted([*left[:2], left[2].parents[1]])
+    assert all(p.exists() for p in kept) and not any(p.exists() for p in left)
+
+
+def test_counts_keep_the_order_records_come_in():
+    records = [
+        {"split": "train", "preset": "heavy"},
+        {"split": "train", "preset": "light"},
+        {"split": "test", "preset": "heavy"},
+        {"split": "train", "preset": "heavy"},
+    ]
+    found = counts(records)
+    assert found == {"train": {"heavy": 2, "light": 1}, "test": {"heavy": 1}}
+    assert list(found) == ["train", "test"] and list(found["train"]) == ["heavy", "light"]
+    assert record({"build": "abc", "clip": 3}) == {"clip": 3}

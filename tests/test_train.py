@@ -1,4 +1,5 @@
-"""derain.train: the loss falls, the data and losses fit the model, DDP splits batches, the CLI."""
+"""derain.train: the loss falls, the data and losses fit the model, DDP splits batches, the CLI;
+flow pretraining lowers the flow error and initialises a training run."""
 
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ from click.testing import CliRunner
 from derain_helpers import tiny_config, train_process, write_toml
 
 import derain.train as train_module
-from derain.checkpoint import load_model, read_weights
+from derain.checkpoint import CheckpointError, load_model, read_weights
 from derain.config import ConfigError, TrainConfig
 from derain.data import PairedClips, SampleKey, collate, training_dataset
 from derain.losses import derain_loss
-from derain.model import build_model
-from derain.train import train, train_command
+from derain.model import build_flownet, build_model
+from derain.train import FlowRecipe, flow_terms, load_flow_init, pretrain_flow, train, train_command
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -164,3 +165,35 @@ def test_torchrun_two_cpu_processes_match_one_process_with_the_global_batch(data
     torch.manual_seed(0)
     initial = build_model(TrainConfig.load(one).model).state_dict()
     assert max((a[k] - initial[k]).abs().max().item() for k in a) > 1e-3  # the weights moved
+
+
+def test_flow_pretraining_lowers_the_error_and_initialises_training(dataset, tmp_path):
+
+    config = TrainConfig.from_dict(
+        tiny_config(
+            dataset,
+            tmp_path / "unused",
+            data={"online_size": [48, 64], "online_clips": 4, "crop": [32, 48]},
+            optim={"iterations": 80, "lr": 1e-3, "schedule": "constant", "warmup": 0},
+            run={"checkpoint_every": 40, "log_every": 10},
+        )
+    )
+    dataset_ = FlowRecipe(config, "supervised", "source").dataset()
+    batch = collate([dataset_[SampleKey(i, 0, i, 0)] for i in range(4)])
+    torch.manual_seed(config.run.seed)
+    before = flow_terms(build_flownet(config.model), batch, "supervised")[1]["epe"]
+    path = pretrain_flow(config, tmp_path / "flow", mode="both", progress=False)
+    tensors, metadata = read_weights(path, kind="rainsynth-flownet")
+    flownet = build_flownet(config.model)
+    flownet.load_state_dict(tensors)
+    after = flow_terms(flownet, batch, "supervised")[1]["epe"]
+    assert after < 0.9 * before, (before, after)
+    run = config.replace(
+        run={"out": str(tmp_path / "run"), "flow_init": str(path)}, optim={"iterations": 1}
+    )
+    model = build_model(run.model)
+    load_flow_init(model, path)
+    assert all(torch.equal(model.flownet.state_dict()[k], tensors[k]) for k in tensors)
+    train(run, progress=False)  # a run starts from the pretrained flow net
+    with pytest.raises(CheckpointError, match="expected 'rainsynth-flownet'"):
+        load_flow_init(model, tmp_path / "run" / "model.safetensors")
