@@ -15,13 +15,10 @@ Y PSNR (dB, all frames, outputs not quantised) of forward, backward, max, mean a
 from __future__ import annotations
 
 import numpy as np
-import torch
-from dry_layers import study_parser
+from dry_layers import study_inputs, study_parser
 
-from derain.checkpoint import load_model
 from derain.inference import FrameDerainer
 from derain.metrics import psnr_y
-from rainsynth.dataset import read_dataset
 
 
 def outputs(derainer: FrameDerainer, rain: np.ndarray) -> dict[str, np.ndarray]:
@@ -39,9 +36,7 @@ def outputs(derainer: FrameDerainer, rain: np.ndarray) -> dict[str, np.ndarray]:
 
 def main() -> None:
     args = study_parser(__doc__.splitlines()[0]).parse_args()
-    torch.set_num_threads(1)
-    derainer = FrameDerainer(load_model(args.weights)[0], torch.device("cpu"), tile=0)
-    clips = read_dataset(args.data, split="test")
+    derainer, clips = study_inputs(args)
     for preset in args.presets.split(","):
         scores: dict[str, list[float]] = {}
         for clip in [c for c in clips if c.preset == preset][:: args.every]:

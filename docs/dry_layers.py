@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from derain.checkpoint import load_model
+from derain.inference import FrameDerainer
 from derain.metrics import psnr_y
 from derain.model import build_model
 from derain.recovery import recover
@@ -63,6 +64,13 @@ def study_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--presets", default="dry,streaks,light,heavy")
     parser.add_argument("--every", type=int, default=4)
     return parser
+
+
+def study_inputs(args: argparse.Namespace) -> tuple[FrameDerainer, list]:
+    """A one-thread, untiled FrameDerainer of ``--weights`` and the test clips of ``--data``."""
+    torch.set_num_threads(1)
+    derainer = FrameDerainer(load_model(args.weights)[0], torch.device("cpu"), tile=0)
+    return derainer, read_dataset(args.data, split="test")
 
 
 def main() -> None:

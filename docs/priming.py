@@ -11,13 +11,10 @@ all frames, outputs not quantised) both ways, and the median PSNR of each frame 
 from __future__ import annotations
 
 import numpy as np
-import torch
-from dry_layers import study_parser
+from dry_layers import study_inputs, study_parser
 
-from derain.checkpoint import load_model
 from derain.inference import FrameDerainer
 from derain.metrics import psnr_y
-from rainsynth.dataset import read_dataset
 
 
 def frame_scores(derainer: FrameDerainer, clip) -> tuple[list[float], list[float]]:
@@ -35,9 +32,7 @@ def frame_scores(derainer: FrameDerainer, clip) -> tuple[list[float], list[float
 
 def main() -> None:
     args = study_parser(__doc__.splitlines()[0]).parse_args()
-    torch.set_num_threads(1)
-    derainer = FrameDerainer(load_model(args.weights)[0], torch.device("cpu"), tile=0)
-    clips = read_dataset(args.data, split="test")
+    derainer, clips = study_inputs(args)
     for preset in args.presets.split(","):
         chosen = [c for c in clips if c.preset == preset][:: args.every]
         scores = [frame_scores(derainer, clip) for clip in chosen]
